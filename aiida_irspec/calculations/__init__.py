@@ -1,0 +1,1 @@
+"""Calculation functions and CalcJobs of aiida-irspec."""

@@ -1,0 +1,27 @@
+"""Errors that the package raises for bad input; the CLI turns them into one clean message."""
+
+
+class IrspecError(Exception):
+    """Base class of every error that is the user's input, not a bug."""
+
+    exit_code = 2
+
+
+class InputError(IrspecError, ValueError):
+    """An argument or array has the wrong shape, type or value (NaN, negative time step, ...)."""
+
+
+class MalformedFileError(IrspecError, ValueError):
+    """A file could not be read: names the file, the line (1-based, or None) and what was expected."""
+
+    def __init__(self, path, line, expected, found=None):
+        self.path, self.line, self.expected, self.found = str(path), line, expected, found
+        where = f"{self.path}, line {line}" if line is not None else self.path
+        message = f"{where}: expected {expected}"
+        if found is not None:
+            message += f", found {found!r}"
+        super().__init__(message)
+
+
+class ModelError(IrspecError, ValueError):
+    """A model cannot be used as asked (unknown species, incompatible file version, not fitted)."""

@@ -1,0 +1,1 @@
+"""Readers of VASP outputs and ASE interop (no AiiDA import)."""

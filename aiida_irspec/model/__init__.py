@@ -1,0 +1,1 @@
+"""Polarization models learned from Born effective charges (no AiiDA import)."""

@@ -1,0 +1,81 @@
+"""Shared fixtures: an isolated AiiDA profile (aiida-core's fixtures), the shared VASP data, and a
+production-like PostgreSQL + RabbitMQ profile for the tests marked ``services``."""
+
+import os
+import pathlib
+import secrets
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+pytest_plugins = ["aiida.tools.pytest_fixtures"]
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("IRSPEC_SHARED", REPO.parent / "shared"))
+
+
+def port_open(port, host="127.0.0.1", timeout=1.0):
+    """True when something listens on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The folder ../shared/data, or skip with a reason."""
+    path = SHARED / "data"
+    if not path.is_dir():
+        pytest.skip(f"shared data not found at {path} (set IRSPEC_SHARED to the shared/ folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def zro2_dir(shared_data):
+    """The 60 ZrO2 DFPT results (OUTCAR.N.gz, POSCAR.N)."""
+    return shared_data / "zro2"
+
+
+@pytest.fixture(scope="session")
+def zro2_outcars(zro2_dir):
+    """Paths of the 60 ZrO2 OUTCARs, in numeric order."""
+    return sorted(zro2_dir.glob("OUTCAR.*.gz"), key=lambda p: int(p.name.split(".")[1]))
+
+
+@pytest.fixture
+def postgres_rabbitmq_profile(aiida_config_tmp, aiida_profile_factory):
+    """A temporary profile on PostgreSQL (core.psql_dos) with the RabbitMQ broker, loaded for one test.
+
+    Creates its own role and database (``verdi presto --use-postgres`` fails on this OS locale), switches
+    RabbitMQ's consumer timeout off for channels opened afterwards, and drops the database at the end.
+    """
+    if not (port_open(5432) and port_open(5672)):
+        pytest.skip("PostgreSQL (127.0.0.1:5432) and RabbitMQ (127.0.0.1:5672) are needed")
+    import psycopg
+
+    name = f"irspec_test_{secrets.token_hex(4)}"
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{name}'")
+        conn.execute(f"CREATE DATABASE {name} OWNER {name} ENCODING 'UTF8' TEMPLATE template0")
+    if shutil.which("rabbitmqctl"):
+        subprocess.run(["rabbitmqctl", "eval", "application:set_env(rabbit, consumer_timeout, undefined)."],
+                       capture_output=True, timeout=60, check=False)
+    storage = {"database_hostname": "127.0.0.1", "database_port": 5432, "database_username": name,
+               "database_password": name, "database_name": name,
+               "repository_uri": f"file://{aiida_config_tmp.dirpath}/repository-{name}"}
+    try:
+        with aiida_profile_factory(aiida_config_tmp, storage_backend="core.psql_dos", storage_config=storage,
+                                   broker_backend="core.rabbitmq", name=name) as profile:
+            profile.set_option("warnings.rabbitmq_version", False)
+            yield profile
+    finally:
+        from aiida.manage import get_manager
+
+        get_manager().reset_profile()
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE IF EXISTS {name}")
