@@ -9,11 +9,6 @@ from aiida_irspec import __version__
 
 # command name -> "module:attribute" (relative to aiida_irspec.cli)
 COMMANDS = {
-    "import-vasp": "import_vasp:import_vasp",
-    "fit": "model:fit",
-    "predict": "model:predict",
-    "spectrum": "spectrum:spectrum",
-    "engine": "engine:engine",
 }
 
 
