@@ -25,3 +25,15 @@ class MalformedFileError(IrspecError, ValueError):
 
 class ModelError(IrspecError, ValueError):
     """A model cannot be used as asked (unknown species, incompatible file version, not fitted)."""
+
+
+class PeriodicCellError(InputError):
+    """A molecular quantity (dipole, Born charges from the dipole) was asked of a periodic cell."""
+
+    exit_code = 11
+
+
+class EngineError(IrspecError):
+    """An engine's calculation failed (e.g. the SCF did not converge, or the MD blew up)."""
+
+    exit_code = 12

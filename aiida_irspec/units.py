@@ -19,6 +19,10 @@ AVOGADRO = 6.02214076e23  # 1 / mol
 ANGSTROM = 1e-10  # m
 FEMTOSECOND = 1e-15  # s
 
+# Atomic units (CODATA 2018), for engines that work in them (tblite)
+BOHR_ANGSTROM = 0.529177210903  # Angstrom
+HARTREE_EV = 27.211386245988  # eV
+
 BOLTZMANN_EV = BOLTZMANN / ELEMENTARY_CHARGE  # eV / K
 HBAR_EV_FS = HBAR / ELEMENTARY_CHARGE / FEMTOSECOND  # eV fs
 
@@ -42,3 +46,33 @@ E_ANGSTROM_PER_FS_IN_C_M_PER_S = ELEMENTARY_CHARGE * ANGSTROM / FEMTOSECOND  # C
 def kelvin_to_ev(temperature):
     """Thermal energy k_B T in eV of a temperature in K."""
     return BOLTZMANN_EV * temperature
+
+
+# --- IR spectra (aiida_irspec.spectra): prefactors of the Green-Kubo formula, DESIGN.md eq. 5 ---
+#
+#   alpha(omega) n(omega) = beta / (6 V c eps0) * Int_{-inf}^{inf} <Pdot(0).Pdot(t)> exp(-i omega t) dt
+#
+# with the correlation C(t) in (|e| Angstrom / fs)^2, t in fs, V in Angstrom^3 and T in K:
+#   alpha n [cm^-1] = GREEN_KUBO_ABSORPTION_CM1 / (V T) * Int C(t) exp(-i omega t) dt
+# For molecules and clusters (N molecules in the run) the same formula per molecule, with the volume
+# replaced by the molar concentration N_A N / V, gives the molar (Napierian) absorption coefficient
+# N_A sigma(omega) = N_A alpha n V / N, whose integral over wavenumber is the integrated intensity in km/mol:
+#   N_A sigma [(km/mol) / cm^-1] = GREEN_KUBO_MOLAR_KM_MOL_PER_CM1 / (N T) * Int C(t) exp(-i omega t) dt
+KM_PER_MOL_PER_CM1_IN_M2_PER_MOL = 10.0  # 1 (km/mol)/(cm^-1) = 1e3 m/mol / 1e2 m^-1 = 10 m^2/mol
+GREEN_KUBO_ABSORPTION_CM1 = (
+    E_ANGSTROM_PER_FS_IN_C_M_PER_S**2 * FEMTOSECOND
+    / (6 * ANGSTROM**3 * SPEED_OF_LIGHT * VACUUM_PERMITTIVITY * BOLTZMANN)
+    / 100.0
+)  # cm^-1 Angstrom^3 K / ((|e| Angstrom/fs)^2 fs)
+GREEN_KUBO_MOLAR_KM_MOL_PER_CM1 = (
+    AVOGADRO * E_ANGSTROM_PER_FS_IN_C_M_PER_S**2 * FEMTOSECOND
+    / (6 * SPEED_OF_LIGHT * VACUUM_PERMITTIVITY * BOLTZMANN)
+    / KM_PER_MOL_PER_CM1_IN_M2_PER_MOL
+)  # (km/mol)/(cm^-1) K / ((|e| Angstrom/fs)^2 fs)
+
+# Harmonic IR intensity of a normal mode (integrated molar absorption, km/mol):
+#   A = N_A / (12 eps0 c^2) |d mu / d Q|^2,  Q the mass-weighted normal coordinate.
+# With d mu / d Q in |e| / sqrt(amu): A [km/mol] = HARMONIC_INTENSITY_KM_MOL * |d mu / d Q|^2.
+HARMONIC_INTENSITY_KM_MOL = (
+    AVOGADRO * ELEMENTARY_CHARGE**2 / ATOMIC_MASS_UNIT / (12 * VACUUM_PERMITTIVITY * SPEED_OF_LIGHT**2) / 1000.0
+)  # km/mol per |e|^2/amu

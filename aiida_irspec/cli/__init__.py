@@ -9,6 +9,13 @@ from aiida_irspec import __version__
 
 # command name -> "module:attribute" (relative to aiida_irspec.cli)
 COMMANDS = {
+    "fit": "model:fit",
+    "predict": "model:predict",
+    "engine": "engine:engine",
+    "import-vasp": "import_vasp:import_vasp",
+    "spectrum": "spectrum:spectrum",
+    "pdot": "trajectory:pdot",
+    "campaign": "campaign:campaign",
 }
 
 

@@ -1,0 +1,94 @@
+"""dP/dt (or P) of a polarization model along a stored trajectory: what ``aiida-irspec pdot`` runs.
+
+No AiiDA. A trajectory file is either
+
+* an ``.npz`` with ``times`` (F,) fs, ``positions`` (F, N, 3) Angstrom (unwrapped), ``cells`` (F, 3, 3)
+  Angstrom, ``numbers`` (N,), optional ``pbc`` (3,) and optional ``velocities`` (F, N, 3) Angstrom/fs (the
+  tblite MD output and what the prediction CalcJob writes from a TrajectoryData), or
+* any trajectory ASE reads (vasprun.xml, XDATCAR, extxyz, ...) with the time between frames given; its
+  positions are unwrapped here (frame-to-frame minimum image) because the model's baseline charges need
+  continuous positions.
+
+Two routes: ``"velocity"`` gives dP/dt = sum_i Z_i v_i from the velocities (``predict_pdot``);
+``"polarization"`` gives P (F, 3) at every frame, from which the spectrum takes dP/dt by finite
+differences (:func:`aiida_irspec.spectra.green_kubo.spectrum_from_polarization`).
+"""
+
+import pathlib
+
+import numpy as np
+
+from aiida_irspec.exceptions import InputError, MalformedFileError
+
+ROUTES = ("velocity", "polarization")
+REQUIRED_NPZ = ("times", "positions", "cells", "numbers")
+
+
+def unwrap(positions, cells):
+    """Positions (F, N, 3) made continuous: each step is the minimum image of the raw step (cells (F, 3, 3))."""
+    positions = np.array(positions, dtype=float)
+    for f in range(1, len(positions)):
+        cell = cells[f]
+        if not np.any(cell):
+            continue
+        step = positions[f] - positions[f - 1]
+        fractional = np.linalg.solve(cell.T, step.T).T
+        positions[f] = positions[f - 1] + (fractional - np.round(fractional)) @ cell
+    return positions
+
+
+def read_trajectory(path, timestep=None):
+    """The trajectory in ``path`` as a dict of arrays: times, positions (unwrapped), cells, numbers, pbc,
+    velocities (or None). ``timestep``: fs between frames, needed (and only used) for non-npz files."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise InputError(f"trajectory file not found: {path}")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        except (OSError, ValueError) as error:
+            raise MalformedFileError(path, None, "an npz trajectory", str(error)) from None
+        missing = [name for name in REQUIRED_NPZ if name not in arrays]
+        if missing:
+            raise MalformedFileError(path, None, f"arrays {', '.join(REQUIRED_NPZ)}", f"missing {', '.join(missing)}")
+        pbc = arrays.get("pbc", np.linalg.norm(arrays["cells"][0], axis=1) > 0)
+        return {"times": arrays["times"], "positions": arrays["positions"], "cells": arrays["cells"],
+                "numbers": arrays["numbers"], "pbc": np.asarray(pbc, dtype=bool),
+                "velocities": arrays.get("velocities")}
+    if timestep is None or not timestep > 0:
+        raise InputError(f"{path}: give the time between frames (fs) for a trajectory that is not an npz file")
+    import ase.io
+
+    try:
+        frames = ase.io.read(path, index=":")
+    except Exception as error:  # ASE raises many kinds for unreadable files
+        raise MalformedFileError(path, None, "a trajectory ASE can read", str(error)) from None
+    cells = np.array([atoms.cell.array for atoms in frames])
+    return {"times": np.arange(len(frames)) * float(timestep),
+            "positions": unwrap([atoms.positions for atoms in frames], cells), "cells": cells,
+            "numbers": frames[0].numbers, "pbc": frames[0].pbc, "velocities": None}
+
+
+def trajectory_atoms(trajectory):
+    """The frames of a trajectory dict (see :func:`read_trajectory`) as a list of ``ase.Atoms``."""
+    import ase
+
+    return [ase.Atoms(numbers=trajectory["numbers"], positions=positions, cell=cell, pbc=trajectory["pbc"])
+            for positions, cell in zip(trajectory["positions"], trajectory["cells"])]
+
+
+def predict_along(model, trajectory, route="velocity", batch_size=None):
+    """Predict along a trajectory dict; returns arrays ``times`` (F,) fs and ``pdot`` (F, 3) |e| A/fs
+    (velocity route) or ``polarization`` (F, 3) |e| A (polarization route)."""
+    if route not in ROUTES:
+        raise InputError(f"unknown route {route!r}; use one of {', '.join(ROUTES)}")
+    frames = trajectory_atoms(trajectory)
+    kwargs = {} if batch_size is None else {"batch_size": int(batch_size)}
+    if route == "velocity":
+        if trajectory["velocities"] is None:
+            raise InputError("the trajectory has no velocities: use the polarization route")
+        pdot = model.predict_pdot(frames, trajectory["velocities"], **kwargs)
+        return {"times": trajectory["times"], "pdot": np.asarray(pdot, dtype=float)}
+    polarization = model.predict_polarization(frames, **kwargs)
+    return {"times": trajectory["times"], "polarization": np.asarray(polarization, dtype=float)}

@@ -1,0 +1,220 @@
+"""``aiida-irspec campaign``: validate, submit or run a campaign spec; its status and report.
+
+Exit codes: 0 success; 2 invalid spec or input (the message names the key and what is allowed);
+3 no usable AiiDA profile; 4 the campaign run in the foreground did not finish successfully.
+"""
+
+import click
+
+from aiida_irspec.cli.utils import echo_error_and_exit, format_table, load_profile_or_exit, user_errors
+
+
+@click.group("campaign")
+def campaign():
+    """IR-spectrum campaigns from a YAML spec (see workflows/*.yaml): sampling MD, active learning, spectrum."""
+
+
+def _profile_option(function):
+    return click.option("-p", "--profile", help="AiiDA profile (default: the default profile).")(function)
+
+
+@campaign.command("validate")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@user_errors
+def validate(spec):
+    """Check SPEC (keys, types, values, files) without a profile."""
+    from aiida_irspec.campaign.spec import load_spec, load_structure
+
+    loaded = load_spec(spec)
+    atoms = load_structure(loaded)
+    click.echo(f"{spec}: valid ({loaded['engine']}, {atoms.get_chemical_formula()}, {len(atoms)} atoms)")
+
+
+def _builder(spec):
+    from aiida_irspec.campaign.spec import load_spec
+    from aiida_irspec.workflows.campaign import builder_from_spec
+
+    return builder_from_spec(load_spec(spec))
+
+
+@campaign.command("submit")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@_profile_option
+@user_errors
+def submit(spec, profile):
+    """Validate SPEC and submit the campaign to the daemon; prints its PK."""
+    load_profile_or_exit(profile)
+    from aiida.engine import submit as submit_process
+
+    node = submit_process(_builder(spec))
+    click.echo(f"Submitted campaign {node.label!r}: {node.process_label}<{node.pk}>")
+    click.echo(f"Follow it with `aiida-irspec campaign status {node.pk}` or `verdi process report {node.pk}`.")
+
+
+@campaign.command("run")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@_profile_option
+@user_errors
+def run(spec, profile):
+    """Validate SPEC and run the campaign in the foreground; AiiDA prints the progress reports (log level
+    REPORT, `verdi config set logging.aiida_loglevel REPORT`)."""
+    load_profile_or_exit(profile)
+    from aiida.engine import run_get_node
+
+    _, node = run_get_node(_builder(spec))
+    click.echo(status_text(node))
+    if not node.is_finished_ok:
+        echo_error_and_exit(f"campaign <{node.pk}> finished with exit status {node.exit_status}: "
+                            f"{node.exit_message}", 4)
+
+
+def _campaign_node(pk):
+    from aiida import orm
+    from aiida.common.exceptions import NotExistent
+
+    try:
+        node = orm.load_node(pk)
+    except NotExistent:
+        echo_error_and_exit(f"no node with PK {pk}")
+    if node.process_type != "aiida.workflows:irspec.campaign":
+        echo_error_and_exit(f"node {pk} is a {node.process_type or type(node).__name__}, not an irspec.campaign")
+    return node
+
+
+def _state(node):
+    """finished / failed / excepted / killed / running."""
+    if node.is_finished_ok:
+        return "finished"
+    if node.is_failed:
+        return "failed"
+    if node.is_excepted or node.is_killed:
+        return node.process_state.value
+    return "running"
+
+
+def campaign_status(node):
+    """The numbers of ``campaign status``: dict of stage, reference-job and NVE-run counts, model error."""
+    from aiida_irspec.workflows.born_charges import BornChargesWorkChain
+    from aiida_irspec.workflows.md import MdWorkChain
+
+    from aiida.common.links import LinkType
+
+    stages = {link.link_label for link in node.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all()}
+    stage = next((name for name in ("spectrum", "learning", "sampling") if name in stages), "starting")
+    descendants = node.called_descendants
+    references = [d for d in descendants if d.process_class is BornChargesWorkChain]
+    counts = {state: sum(_state(d) == state for d in references) for state in ("finished", "failed", "running")}
+    nve = [d for d in descendants if d.process_class is MdWorkChain and d.inputs.ensemble.value == "nve"]
+    models = [d for d in descendants if d.process_type == "aiida.calculations:irspec.fit_polarization_model"
+              and d.is_finished_ok]
+    latest = max(models, key=lambda n: n.ctime).outputs.result if models else None
+    return {"pk": node.pk, "label": node.label, "state": _state(node), "exit_status": node.exit_status,
+            "stage": stage if not node.is_terminated else "done",
+            "reference_jobs": counts, "nve_runs": {state: sum(_state(d) == state for d in nve)
+                                                   for state in ("finished", "failed", "running")},
+            "training_set_size": latest.training_set_size if latest else None,
+            "model_error": latest.born_charges_rmse if latest else None}
+
+
+def status_text(node):
+    status = campaign_status(node)
+    refs, nve = status["reference_jobs"], status["nve_runs"]
+    error = "-" if status["model_error"] is None else f"{status['model_error']:.4f} |e|"
+    rows = [("campaign", f"{status['label']} <{status['pk']}>"),
+            ("state", status["state"] + (f" (exit {status['exit_status']})" if status["exit_status"] else "")),
+            ("stage", status["stage"]),
+            ("reference jobs", f"{refs['finished']} done, {refs['failed']} failed, {refs['running']} running"),
+            ("model", f"{status['training_set_size'] or '-'} training structures, error {error}"),
+            ("NVE runs", f"{nve['finished']} done, {nve['failed']} failed, {nve['running']} running")]
+    return format_table(rows, ("", ""))
+
+
+@campaign.command("status")
+@click.argument("pk", type=int)
+@_profile_option
+@user_errors
+def status(pk, profile):
+    """Stage, reference jobs done/failed/running, current model error and NVE runs of campaign PK."""
+    load_profile_or_exit(profile)
+    click.echo(status_text(_campaign_node(pk)))
+
+
+@campaign.command("report")
+@click.argument("pk", type=int)
+@click.option("-o", "--output", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder for the plots and the spectrum CSV.")
+@_profile_option
+@user_errors
+def report(pk, output, profile):
+    """The learning history and band table of campaign PK; writes spectrum.png, learning.png, spectrum.csv."""
+    load_profile_or_exit(profile)
+    import pathlib
+
+    node = _campaign_node(pk)
+    folder = pathlib.Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    click.echo(status_text(node))
+    outputs = node.outputs
+    if "history" in outputs:
+        history = outputs.history.get_dict()
+        rows = [(row["iteration"], row["attempted"], row["failed"], row["training_set_size"],
+                 _number(row["holdout_rmse"]), _number(row["uncertainty_rms"]), _number(row["error"]))
+                for row in history["rows"]]
+        click.echo("\nActive learning (errors of Z in |e|): " + str(history["stop_reason"]))
+        click.echo(format_table(rows, ("iteration", "reference jobs", "failed", "training", "hold-out RMSE",
+                                       "uncertainty", "error")))
+        _plot_history(history, folder / "learning.png")
+    if "spectrum" in outputs:
+        spectrum = outputs.spectrum
+        bands = node.inputs.spec.get_dict()["spectrum"]["bands"]
+        spectrum.to_csv(folder / "spectrum.csv", bands=bands or None)
+        if bands:
+            rows = [(row["name"], f"{row['lo_cm1']:.0f}-{row['hi_cm1']:.0f}",
+                     f"{row['integral']:.4g} +- {2 * row['integral_stderr']:.2g}",
+                     f"{row['peak_cm1']:.0f} +- {2 * row['peak_stderr']:.0f}") for row in spectrum.band_summary(bands)]
+            click.echo(f"\nBands ({spectrum.n_runs} runs; +- 2 standard errors; intensity in "
+                       f"{spectrum.base.attributes.get('integrated_unit')}):")
+            click.echo(format_table(rows, ("band", "range (cm^-1)", "intensity", "peak (cm^-1)")))
+        if bands and "reference_spectrum" in outputs:
+            from aiida_irspec.campaign.validation import compare_bands
+
+            rows = [(row["name"], f"{100 * row['inside_band']:.0f}%",
+                     f"{row['integral_model']:.4g} / {row['integral_reference']:.4g}",
+                     "yes" if row["integral_agrees"] else "no")
+                    for row in compare_bands(spectrum.to_averaged(), outputs.reference_spectrum.to_averaged(), bands)]
+            click.echo("\nModel against the engine's own dipoles along the same runs:")
+            click.echo(format_table(rows, ("band", "reference inside +-2 stderr", "intensity model / reference",
+                                           "intensities agree (2 sigma)")))
+        from aiida_irspec.spectra.plotting import plot_spectra
+
+        spectra = [spectrum.to_averaged()]
+        labels = ["learned model"]
+        if "reference_spectrum" in outputs:
+            spectra.append(outputs.reference_spectrum.to_averaged())
+            labels.append("engine dipoles (reference)")
+        plot_spectra(spectra, labels=labels, path=folder / "spectrum.png", title=node.label)
+    click.echo(f"\nWrote {', '.join(sorted(p.name for p in folder.iterdir() if p.suffix in ('.png', '.csv')))} "
+               f"in {folder}")
+
+
+def _number(value):
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _plot_history(history, path):
+    """Error against the number of reference jobs (hold-out RMSE, uncertainty, target)."""
+    from matplotlib.figure import Figure
+
+    rows = history["rows"]
+    figure = Figure(figsize=(5, 3.4), layout="constrained")
+    ax = figure.add_subplot()
+    attempted = [row["attempted"] for row in rows]
+    for key, label in (("holdout_rmse", "hold-out RMSE of Z"), ("uncertainty_rms", "RMS uncertainty on the pool")):
+        values = [row[key] for row in rows]
+        if any(v is not None for v in values):
+            ax.plot(attempted, [float("nan") if v is None else v for v in values], "o-", label=label)
+    ax.axhline(history["target_error"], color="k", ls="--", lw=1, label="target")
+    ax.set_xlabel("reference calculations")
+    ax.set_ylabel("error (|e|)")
+    ax.legend()
+    figure.savefig(path, dpi=110)

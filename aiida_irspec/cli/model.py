@@ -1,0 +1,178 @@
+"""``aiida-irspec fit`` and ``aiida-irspec predict``: polarization models on files, no AiiDA profile.
+
+Exit codes: 0 success; 2 bad input (missing or malformed file, non-neutral charges, unknown species,
+incompatible model file).
+"""
+
+import click
+
+from aiida_irspec.cli.utils import format_table, user_errors
+
+
+def _read_training(paths):
+    """(frames, born_charges, polarizations) from VASP OUTCAR / vasprun.xml files, or extxyz / ASE files
+    whose frames carry ``arrays["born_charges"]`` (N, 9) and/or ``info["polarization"]`` (3,)."""
+    import numpy as np
+
+    from aiida_irspec.exceptions import MalformedFileError
+    from aiida_irspec.io.vasp import read_born_charges
+
+    frames, charges, polarizations = [], [], []
+    for path in paths:
+        if path.lower().endswith((".xyz", ".extxyz", ".traj")):
+            import ase.io
+
+            try:
+                read = ase.io.read(path, index=":")
+            except Exception as error:  # ASE raises many kinds of errors for a bad file
+                raise MalformedFileError(path, None, "a structure file that ASE can read", str(error)) from error
+            for atoms in read:
+                z = atoms.arrays.get("born_charges")
+                p = atoms.info.get("polarization")
+                if z is None and p is None:
+                    raise MalformedFileError(path, None, "frames with a born_charges array or polarization info")
+                frames.append(atoms)
+                charges.append(None if z is None else np.asarray(z, dtype=float).reshape(-1, 3, 3))
+                polarizations.append(None if p is None else np.asarray(p, dtype=float))
+        else:
+            record = read_born_charges(path)
+            frames.append(record.atoms)
+            charges.append(record.born_charges)
+            polarizations.append(None)
+    return frames, charges, polarizations
+
+
+def _expand_globs(patterns):
+    """Paths from file names and (quoted) glob patterns, in order; a pattern matching nothing is an error."""
+    import glob
+
+    from aiida_irspec.exceptions import InputError
+
+    paths = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if any(char in pattern for char in "*?[") else [pattern]
+        if not matches:
+            raise InputError(f"--validation {pattern!r} matches no file")
+        paths.extend(matches)
+    return paths
+
+
+def _read_structures(paths):
+    """All frames of every file (ASE formats, VASP OUTCAR/vasprun as their structure), positions as given."""
+    import ase.io
+
+    from aiida_irspec.exceptions import MalformedFileError
+
+    frames = []
+    for path in paths:
+        try:
+            frames.extend(ase.io.read(path, index=":"))
+        except FileNotFoundError:
+            raise
+        except Exception as error:  # ASE raises many kinds of errors for a bad file
+            raise MalformedFileError(path, None, "a structure file that ASE can read", str(error)) from error
+    return frames
+
+
+def _metrics_rows(name, metrics):
+    rows = [(name, f"Z {species}", f"{value:.4f}", "|e|")
+            for species, value in metrics.get("born_charges_rmse", {}).items()]
+    if "polarization_rmse" in metrics:
+        rows.append((name, "P", f"{metrics['polarization_rmse']:.4f}", "|e| A"))
+    return rows
+
+
+@click.command("fit")
+@click.argument("training", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write.")
+@click.option("--validation", multiple=True, metavar="FILE|'GLOB'",
+              help="Validation file; repeat the option, or give a quoted glob such as 'val/OUTCAR*'.")
+@click.option("--charges", default=None, help="Baseline charges, e.g. 'Zr=4,O=-2' (default: formal charges for "
+              "periodic cells, chosen by cross-validation for molecules).")
+@click.option("--baseline", type=click.Choice(["auto", "formal", "mean", "zero"]), default="auto", show_default=True)
+@click.option("--basis", type=click.Choice(["linear", "sparse"]), default="linear", show_default=True)
+@click.option("--n-sparse", type=int, default=None, help="Reference environments per species (sparse basis).")
+@click.option("--regularization", default="auto", show_default=True,
+              help="'auto'/'evidence' (Bayesian evidence), 'cv' (cross-validation) or a number.")
+@click.option("--cutoff", type=float, default=None, help="Descriptor cutoff in Angstrom.")
+@click.option("--n-radial", type=int, default=None, help="Radial basis functions.")
+@click.option("--l-max", type=int, default=None, help="Largest angular momentum.")
+@click.option("--gaussian-width", type=float, default=None, help="Atomic Gaussian width in Angstrom.")
+@click.option("--polarization-weight", type=float, default=10.0, show_default=True,
+              help="Row weight of P relative to Z entries.")
+@click.option("--progress/--no-progress", default=False)
+@user_errors
+def fit(training, output, validation, charges, baseline, basis, n_sparse, regularization, cutoff, n_radial,
+        l_max, gaussian_width, polarization_weight, progress):
+    """Fit a polarization model to Born charges (VASP OUTCAR/vasprun.xml, or extxyz with born_charges)."""
+    import dataclasses
+    import time
+
+    from aiida_irspec.exceptions import InputError
+    from aiida_irspec.model import DescriptorSettings, PolarizationModel
+    from aiida_irspec.model.baseline import parse_charges
+
+    overrides = {name: value for name, value in dict(cutoff=cutoff, n_radial=n_radial, l_max=l_max,
+                                                       gaussian_width=gaussian_width).items() if value is not None}
+    descriptor = dataclasses.replace(DescriptorSettings(), **overrides)
+    if regularization not in ("auto", "evidence", "cv"):
+        try:
+            regularization = float(regularization)
+        except ValueError:
+            raise InputError(f"--regularization must be auto, evidence, cv or a number, "
+                             f"not {regularization!r}") from None
+    model = PolarizationModel(descriptor, baseline=parse_charges(charges) if charges else baseline, basis=basis,
+                              n_sparse=n_sparse, regularization=regularization)
+    frames, born, pol = _read_training(training)
+    val = _read_training(_expand_globs(validation)) if validation else None
+    start = time.perf_counter()
+    model.fit(frames, born, pol, weights={"polarization": polarization_weight}, validation=val, progress=progress)
+    seconds = time.perf_counter() - start
+    model.save(output)
+    metrics = model.metrics
+    click.echo(f"Fitted on {metrics['n_structures']} structures in {seconds:.1f} s; model written to {output}")
+    settings = ", ".join(f"{k}={v}" for k, v in descriptor.to_dict().items())
+    click.echo(f"descriptor: {settings}")
+    charges = ", ".join(f"{s}={q:+.4g}" for s, q in metrics["baseline_charges"].items())
+    click.echo(f"baseline ({metrics['baseline']}): {charges}")
+    for choice in metrics["baseline_selection"]:
+        click.echo(f"  candidate baseline {choice['baseline']}: CV RMSE {choice['cv_rmse']:.4f}")
+    reg = metrics["regularization"]
+    click.echo(f"regularization: {reg['method']}, alpha={reg['alpha']:.4g} (standardised); basis {basis}, "
+               f"{metrics['n_parameters']} parameters of {metrics['n_columns']} columns")
+    rows = _metrics_rows("training", metrics["training"])
+    if metrics.get("cv_rmse") is not None:
+        rows.append(("cross-validation", "all rows", f"{metrics['cv_rmse']:.4f}", "|e| (weighted)"))
+    if "validation" in metrics:
+        rows += _metrics_rows("validation", metrics["validation"])
+    click.echo(format_table(rows, ("set", "quantity", "RMSE", "unit")))
+
+
+@click.command("predict")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("structures", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .npz file.")
+@click.option("--born-charges", is_flag=True, help="Also write born_charges (frames, atoms, 3, 3) in |e|.")
+@click.option("--uncertainty", is_flag=True, help="Also write born_charges_std (frames,) in |e|.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--progress/--no-progress", default=False)
+@user_errors
+def predict(model, structures, output, born_charges, uncertainty, batch_size, progress):
+    """Predict P (|e| A) and optionally Z (|e|) of every frame of STRUCTURES (anything ASE reads), in order."""
+    import numpy as np
+
+    from aiida_irspec.exceptions import InputError
+    from aiida_irspec.model import PolarizationModel
+
+    fitted = PolarizationModel.load(model)
+    frames = _read_structures(structures)
+    arrays = {"polarization": fitted.predict_polarization(frames, batch_size=batch_size, progress=progress)}
+    if born_charges:
+        if len({len(atoms) for atoms in frames}) > 1:
+            raise InputError("--born-charges needs structures with the same number of atoms")
+        arrays["born_charges"] = fitted.predict_born_charges(frames, progress=progress)
+    if uncertainty:
+        arrays["born_charges_std"] = fitted.uncertainty(frames, progress=progress)
+    with open(output, "wb") as handle:
+        np.savez(handle, **arrays)
+    click.echo(f"{len(frames)} frames -> {output} ({', '.join(arrays)})")

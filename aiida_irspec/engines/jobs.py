@@ -1,0 +1,175 @@
+"""File-based tblite jobs: what ``aiida-irspec engine born-charges`` and ``engine md`` run on a compute node.
+
+A job reads a structure (extxyz) and a JSON settings file, writes its arrays to an ``.npz`` file and a
+JSON summary. The summary is written whatever happens, with ``status`` ``"ok"`` or ``"error"`` and, on
+error, the ``error`` kind whose exit code the command returns (``EXIT_CODES``); the AiiDA parsers read it.
+An NVE run whose energy drifts too much still writes its trajectory, and its summary says ``"error":
+"drift"``.
+"""
+
+import json
+import pathlib
+import time
+
+import numpy as np
+
+from aiida_irspec.engines.md import DEFAULT_DRIFT_THRESHOLD, DEFAULT_FLUCTUATION_THRESHOLD
+from aiida_irspec.exceptions import EngineError, InputError, MalformedFileError, PeriodicCellError
+
+# Default file names (the CalcJobs use them).
+STRUCTURE_FILE = "structure.extxyz"
+SETTINGS_FILE = "settings.json"
+VELOCITIES_FILE = "velocities.npy"
+BORN_CHARGES_FILE = "born_charges.npz"
+TRAJECTORY_FILE = "trajectory.npz"
+SUMMARY_FILE = "summary.json"
+
+# Exit codes of the engine commands, by error kind.
+EXIT_CODES = {"ok": 0, "input": 2, "periodic": 11, "engine": 12, "drift": 13}
+
+CALCULATOR_SETTINGS = {"method": "GFN2-xTB", "charge": 0, "multiplicity": 1, "accuracy": 1.0}
+BORN_CHARGES_SETTINGS = {**CALCULATOR_SETTINGS, "route": "displacement", "displacement": 1e-3, "field": 1e-3}
+MD_SETTINGS = {**CALCULATOR_SETTINGS, "ensemble": "nvt", "temperature": 300.0, "steps": 1000, "timestep": 0.5,
+               "stride": 1, "seed": 0, "friction": 10.0, "record_dipoles": False,
+               "drift_threshold": DEFAULT_DRIFT_THRESHOLD, "fluctuation_threshold": DEFAULT_FLUCTUATION_THRESHOLD}
+
+
+def read_structure(path):
+    """The single structure of an extxyz file as ``ase.Atoms``; velocities in the file are ignored."""
+    import ase.io
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise InputError(f"structure file not found: {path}")
+    try:
+        frames = ase.io.read(path, index=":", format="extxyz")
+    except Exception as error:  # ASE raises many kinds of errors on malformed extxyz
+        raise MalformedFileError(path, None, "an extended XYZ structure", str(error)) from error
+    if len(frames) != 1:
+        raise MalformedFileError(path, None, "exactly one structure", f"{len(frames)} structures")
+    return frames[0]
+
+
+def read_settings(path, defaults):
+    """Settings from a JSON object file merged over ``defaults``; unknown keys are an error."""
+    settings = dict(defaults)
+    if path is None:
+        return settings
+    path = pathlib.Path(path)
+    try:
+        given = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise InputError(f"settings file not found: {path}") from error
+    except json.JSONDecodeError as error:
+        raise MalformedFileError(path, error.lineno, "a JSON object", error.msg) from error
+    if not isinstance(given, dict):
+        raise MalformedFileError(path, None, "a JSON object", type(given).__name__)
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise InputError(f"{path}: unknown settings {', '.join(unknown)}; known: {', '.join(sorted(defaults))}")
+    for key, value in given.items():
+        settings[key] = _typed(path, key, value, defaults[key])
+    return settings
+
+
+def _typed(path, key, value, default):
+    """``value`` checked against the type of its default (an int is accepted for a float)."""
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not expected:
+        raise InputError(f"{path}: setting {key!r} must be of type {expected.__name__}, got {value!r}")
+    return value
+
+
+def run_born_charges_job(structure, settings=None, output=BORN_CHARGES_FILE, summary=SUMMARY_FILE):
+    """Born charges of the molecule in ``structure`` -> ``output`` (npz) and ``summary`` (JSON).
+
+    The npz holds ``born_charges`` (N, 3, 3) |e|, ``dipole`` (3,) |e| Angstrom, ``numbers`` (N,) and
+    ``positions`` (N, 3) Angstrom. Returns the error kind (a key of ``EXIT_CODES``).
+    """
+    from aiida_irspec.engines import tblite
+
+    def job():
+        atoms = read_structure(structure)
+        options = read_settings(settings, BORN_CHARGES_SETTINGS)
+        calculator = {key: options[key] for key in CALCULATOR_SETTINGS}
+        started = time.perf_counter()
+        charges = tblite.born_charges(atoms, displacement=options["displacement"], route=options["route"],
+                                      field=options["field"], **calculator)
+        elapsed = time.perf_counter() - started
+        moment = tblite.dipole(atoms, **calculator)
+        np.savez_compressed(output, born_charges=charges, dipole=moment, numbers=atoms.numbers,
+                            positions=atoms.positions)
+        return {"settings": options, "natoms": len(atoms), "wall_time": elapsed,
+                "sum_rule_max": float(np.abs(charges.sum(axis=0) - options["charge"] * np.eye(3)).max())}, "ok"
+
+    return _run_job(job, summary, "born_charges")
+
+
+def run_md_job(structure, settings=None, velocities=None, output=TRAJECTORY_FILE, summary=SUMMARY_FILE,
+               progress=False):
+    """MD of ``structure`` -> ``output`` (npz of :class:`~aiida_irspec.engines.md.MDResult`) and ``summary``.
+
+    ``velocities`` is an optional ``.npy`` file (N, 3) of initial velocities in Angstrom/fs. Returns the
+    error kind (a key of ``EXIT_CODES``); ``"drift"`` when an NVE run's energy drift is too large.
+    """
+    from aiida_irspec.engines import md, tblite
+
+    def job():
+        atoms = read_structure(structure)
+        options = read_settings(settings, MD_SETTINGS)
+        initial = None
+        if velocities is not None:
+            try:
+                initial = np.load(velocities, allow_pickle=False)
+            except (OSError, ValueError) as error:
+                raise MalformedFileError(velocities, None, "a .npy array (N, 3) in Angstrom/fs", str(error)) from error
+        calculator = tblite.make_calculator(**{key: options[key] for key in CALCULATOR_SETTINGS})
+        result = md.run_md(atoms, calculator, ensemble=options["ensemble"], temperature=options["temperature"],
+                           steps=options["steps"], timestep=options["timestep"], stride=options["stride"],
+                           seed=options["seed"], friction=options["friction"], initial_velocities=initial,
+                           record_dipoles=options["record_dipoles"], progress=progress,
+                           drift_threshold=options["drift_threshold"],
+                           fluctuation_threshold=options["fluctuation_threshold"])
+        result.save_npz(output)
+        record = {"settings": options, "natoms": len(atoms), "frames": len(result.times), **result.info,
+                  "mean_temperature": float(result.temperature.mean())}
+        if result.info["drift_too_large"]:
+            info = result.info
+            record["message"] = (
+                f"the NVE total energy is not conserved (drift {info['relative_energy_drift_per_ps']:.3g} <K>/ps, "
+                f"limit {info['drift_threshold']}; scatter {info['relative_energy_scatter']:.3g} <K>, limit "
+                f"{info['fluctuation_threshold']}): reduce the time step")
+            return record, "drift"
+        return record, "ok"
+
+    return _run_job(job, summary, "md")
+
+
+def _run_job(job, summary, kind):
+    """Run ``job() -> (record, error kind)``, write the summary JSON whatever happens, return the error kind."""
+    from importlib.metadata import version
+
+    record = {"engine": "tblite", "engine_version": version("tblite"), "job": kind}
+    try:
+        result, error = job()
+        record.update(result)
+    except PeriodicCellError as exception:
+        error, record["message"] = "periodic", str(exception)
+    except (InputError, MalformedFileError) as exception:
+        error, record["message"] = "input", str(exception)
+    except EngineError as exception:
+        error, record["message"] = "engine", str(exception)
+    record.update(status="ok" if error == "ok" else "error", error=None if error == "ok" else error,
+                  exit_code=EXIT_CODES[error])
+    pathlib.Path(summary).write_text(json.dumps(record, indent=2, default=_json_default))
+    return error
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,395 @@
+"""Lambda = 1 equivariant descriptors of atomic neighbourhoods, with exact position derivatives.
+
+For every atom i (the centre) featomic expands the Gaussian-smeared density of each neighbour species
+s on radial functions n and real spherical harmonics (l, m): ``c[l][i, m, k]`` with ``k = (s, n)``.
+From it we build polar-vector (lambda = 1) features, Cartesian component ``a`` in (x, y, z):
+
+* 2-body: ``f2[i, a, k] = c[1][i, m(a), k]``  (K = n_species * n_radial features);
+* 3-body: ``f3_l[i, a, k1, k2] = sum_{m1 m2} C_l[m1, m2, a] c[l][i, m1, k1] c[l+1][i, m2, k2]`` for
+  ``l = 0 .. l_max-1`` (K^2 features each; only ``|l1 - l2| = 1`` couples to a polar vector, and
+  ``(l, l+1)`` covers each unordered pair once).
+
+A frame's polarization is linear in the weights ``W[s_c, k]`` of the centre species s_c::
+
+    P_a = sum_i sum_k f_k^a(i) W[s(i), k]          Z[j, a, b] = dP_a / dx_{j, b}
+
+so a frame gives a design row block for P, ``A_P[a; s, k] = sum_{i in s} f_k^a(i)`` (3 rows), and for
+Z, ``A_Z[j, a, b; s, k] = sum_{i in s} d f_k^a(i) / d x_{j, b}`` (9N rows). Derivatives are analytic:
+featomic's position gradients of ``c`` and the product rule. Units: features are dimensionless
+densities; positions in Angstrom; gradients per Angstrom.
+"""
+
+import dataclasses
+
+import numpy as np
+import scipy.sparse
+
+from aiida_irspec.exceptions import InputError, ModelError
+from aiida_irspec.model.coupling import XYZ_FROM_M, vector_coupling
+
+
+@dataclasses.dataclass(frozen=True)
+class DescriptorSettings:
+    """Hyper-parameters of the descriptor (lengths in Angstrom).
+
+    cutoff: radial cutoff; n_radial: number of GTO radial functions; l_max: largest angular channel
+    (3-body couplings use l = 0..l_max); gaussian_width: width of the atomic Gaussians;
+    cutoff_function: "shifted_cosine" (cosine switching over the last ``cutoff_width``) or "cosine"
+    (Behler-Parrinello, switching over the whole range); body_order: 2 (2-body only) or 3 (2+3-body).
+    """
+
+    cutoff: float = 6.0
+    n_radial: int = 8
+    l_max: int = 4
+    gaussian_width: float = 0.5
+    cutoff_function: str = "shifted_cosine"
+    cutoff_width: float = 0.5
+    body_order: int = 3
+
+    def __post_init__(self):
+        if not self.cutoff > 0 or not self.gaussian_width > 0 or not 0 < self.cutoff_width <= self.cutoff:
+            raise InputError(f"descriptor lengths must be positive (cutoff_width <= cutoff): {self}")
+        if self.n_radial < 1 or self.l_max < 1:
+            raise InputError(f"n_radial >= 1 and l_max >= 1 needed: {self}")
+        if self.cutoff_function not in ("shifted_cosine", "cosine"):
+            raise InputError(f"cutoff_function must be 'shifted_cosine' or 'cosine', not {self.cutoff_function!r}")
+        if self.body_order not in (2, 3):
+            raise InputError(f"body_order must be 2 or 3, not {self.body_order}")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(**data)
+
+
+class FeatureSpace:
+    """The lambda = 1 features of a fixed list of species (atomic numbers), and their design blocks.
+
+    Columns are ordered by centre species, then [2-body k] + [3-body (l, k1, k2) for l = 0..l_max-1].
+    """
+
+    def __init__(self, settings, species):
+        from featomic import SphericalExpansion
+        from featomic.basis import Gto, TensorProduct
+        from featomic.cutoff import Cutoff, ShiftedCosine
+        from featomic.density import Gaussian
+
+        self.settings = settings
+        self.species = [int(z) for z in sorted(set(species))]
+        self.n_species = len(self.species)
+        width = settings.cutoff if settings.cutoff_function == "cosine" else settings.cutoff_width
+        self._calculator = SphericalExpansion(
+            cutoff=Cutoff(radius=settings.cutoff, smoothing=ShiftedCosine(width=width)),
+            density=Gaussian(width=settings.gaussian_width, center_atom_weight=0.0),
+            basis=TensorProduct(max_angular=settings.l_max, radial=Gto(max_radial=settings.n_radial - 1)),
+        )
+        self.n_k = self.n_species * settings.n_radial
+        self.n_l3 = settings.l_max if settings.body_order == 3 else 0
+        self.n_per_species = self.n_k + self.n_l3 * self.n_k**2
+        self.n_columns = self.n_species * self.n_per_species
+        self._couplings = [vector_coupling(l, l + 1) for l in range(self.n_l3)]
+
+    # ------------------------------------------------------------------ layout
+    def column_labels(self):
+        """One tuple per column: (centre Z, body, l, neighbour Z 1, n1, neighbour Z 2, n2) (-1 when unused)."""
+        n = self.settings.n_radial
+        k_labels = [(z, r) for z in self.species for r in range(n)]
+        labels = []
+        for zc in self.species:
+            labels += [(zc, 2, 1, z, r, -1, -1) for z, r in k_labels]
+            for l in range(self.n_l3):
+                labels += [(zc, 3, l, z1, r1, z2, r2) for z1, r1 in k_labels for z2, r2 in k_labels]
+        return labels
+
+    def structural_zero_columns(self):
+        """Boolean (n_columns,): 2-body columns whose centre and neighbour species are equal.
+
+        Each such pair enters P twice with opposite bond vectors, so the column vanishes identically.
+        """
+        return np.array([body == 2 and zc == z1 for zc, body, _, z1, *_ in self.column_labels()])
+
+    def species_index(self, atoms):
+        """Index into ``self.species`` of every atom; ModelError for an unknown species."""
+        unknown = sorted(set(atoms.numbers.tolist()) - set(self.species))
+        if unknown:
+            from ase.data import chemical_symbols
+
+            raise ModelError(f"the model knows species {[chemical_symbols[z] for z in self.species]}, "
+                             f"not {[chemical_symbols[z] for z in unknown]}")
+        return np.searchsorted(self.species, atoms.numbers)
+
+    # ------------------------------------------------------------------ expansion
+    def expand(self, atoms, gradients=False):
+        """Density coefficients of one frame.
+
+        Returns ``c`` (list over l of (N, 2l+1, K)) and, with gradients, ``(pairs, g)``: ``pairs``
+        (P, 2) int array of (centre i, atom j), sorted by (species of i, j, i), and ``g`` (list over l of
+        (P, S, 3, 2l+1, n), featomic's own order) with ``g[l][p, s, b, m, n] = d c[l][i_p, m, (s, n)] /
+        d x_{j_p, b}`` (per Angstrom).
+        """
+        return self.expand_many([atoms], gradients)[0]
+
+    def expand_many(self, frames, gradients=False):
+        """:meth:`expand` of several frames in one featomic call (faster for small frames)."""
+        for atoms in frames:
+            self.species_index(atoms)
+        systems = [_featomic_system(atoms) for atoms in frames]
+        tensor = self._calculator.compute(systems, gradients=["positions"] if gradients else None)
+        n_radial, l_max = self.settings.n_radial, self.settings.l_max
+        results = []
+        blocks = [(int(key["o3_lambda"]), self.species.index(int(key["neighbor_type"])), block)
+                  for key, block in tensor.items()]
+        sample_systems = [block.samples.column("system") for *_, block in blocks]
+        gradient_systems = [block.gradient("positions").samples.column("system") if gradients else None
+                            for *_, block in blocks]
+        for f, atoms in enumerate(frames):
+            n_atoms, index = len(atoms), self.species_index(atoms)
+            coefficients = [np.zeros((n_atoms, 2 * l + 1, self.n_species, n_radial)) for l in range(l_max + 1)]
+            pieces = []
+            for (l, neighbour, block), systems_of_rows, systems_of_grads in zip(blocks, sample_systems,
+                                                                                gradient_systems):
+                rows = _rows_of(systems_of_rows, f)
+                if rows.stop == rows.start:
+                    continue
+                centres_all = block.samples.column("atom")
+                coefficients[l][centres_all[rows], :, neighbour, :] = block.values[rows]
+                if gradients:
+                    grad = block.gradient("positions")
+                    select = _rows_of(systems_of_grads, f)
+                    centres = centres_all[grad.samples.column("sample")[select]]
+                    # order pairs by (centre species, moved atom j, centre i): contiguous per (s, j)
+                    code = (index[centres] * n_atoms + grad.samples.column("atom")[select]) * n_atoms + centres
+                    offset = sum(len(piece[2]) for piece in pieces)
+                    pieces.append((l, neighbour, code, grad.values[select], offset))
+            coefficients = [c.reshape(n_atoms, 2 * l + 1, self.n_k) for l, c in enumerate(coefficients)]
+            if not gradients:
+                results.append(coefficients)
+                continue
+            codes = np.concatenate([piece[2] for piece in pieces]) if pieces else np.zeros(0, dtype=int)
+            unique, inverse = np.unique(codes, return_inverse=True)
+            pairs = np.stack([unique % n_atoms, (unique // n_atoms) % n_atoms], axis=1)
+            grads = [self._gather_gradients(l, [piece for piece in pieces if piece[0] == l], inverse, codes, len(pairs))
+                     for l in range(l_max + 1)]
+            results.append((coefficients, (pairs, grads)))
+        return results
+
+    def iter_expansions(self, frames, gradients=False, batch_size=16, max_gradient_atoms=128):
+        """Yield ``(atoms, expansion)`` in order while the next batch is expanded in a background thread.
+
+        gradients: one flag for all frames or one per frame; consecutive frames with the same flag are
+        expanded together, up to ``batch_size`` frames (with gradients: up to ``max_gradient_atoms`` atoms
+        in all, so that memory stays bounded for large frames).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        flags = [gradients] * len(frames) if isinstance(gradients, bool) else [bool(g) for g in gradients]
+        batches = []
+        for atoms, flag in zip(frames, flags):
+            batch = batches[-1][0] if batches else []
+            room = (len(batch) < batch_size and
+                    (not flag or sum(len(a) for a in batch) + len(atoms) <= max_gradient_atoms))
+            if batches and batches[-1][1] == flag and room:
+                batches[-1][0].append(atoms)
+            else:
+                batches.append(([atoms], flag))
+        if not batches:
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(self.expand_many, *batches[0])
+            for k, (batch, _) in enumerate(batches):
+                results = future.result()
+                if k + 1 < len(batches):
+                    future = pool.submit(self.expand_many, *batches[k + 1])
+                yield from zip(batch, results)
+
+    def _gather_gradients(self, l, pieces, inverse, codes, n_pairs):
+        """(P, S, 3, 2l+1, n) gradients of channel l from featomic's per-neighbour-species blocks.
+
+        ``pieces``: (l, neighbour species, code, values (rows, 3, 2l+1, n), offset into ``inverse``).
+        """
+        out = np.zeros((n_pairs, self.n_species, 3, 2 * l + 1, self.settings.n_radial))
+        for _, neighbour, code, values, offset in pieces:
+            out[inverse[offset:offset + len(code)], neighbour] = values
+        return out
+
+    # ------------------------------------------------------------------ features
+    def atom_features(self, coefficients):
+        """Per-atom features (N, 3, n_per_species) from the coefficients of ``expand``."""
+        c = coefficients
+        blocks = [c[1][:, XYZ_FROM_M, :]]
+        for l, coupling in enumerate(self._couplings):
+            t = np.einsum("mna,inq->imaq", coupling, c[l + 1])
+            blocks.append(np.einsum("imk,imaq->iakq", c[l], t).reshape(len(c[0]), 3, -1))
+        return np.concatenate(blocks, axis=2)
+
+    def polarization_design(self, atoms, coefficients=None):
+        """Design block of P: (3, n_columns), ``A[a, (s, k)] = sum_{i in s} f_k^a(i)``."""
+        index = self.species_index(atoms)
+        if coefficients is None:
+            coefficients = self.expand(atoms)
+        features = self.atom_features(coefficients)
+        design = np.zeros((3, self.n_species, self.n_per_species))
+        for s in range(self.n_species):
+            design[:, s] = features[index == s].sum(axis=0)
+        return design.reshape(3, -1)
+
+    def born_charge_design(self, atoms, expansion=None):
+        """Design block of Z: (N, 3, 3, n_columns), ``A[j, a, b, (s, k)] = sum_{i in s} d f_k^a(i) / d x_{j,b}``."""
+        index = self.species_index(atoms)
+        c, (pairs, g) = expansion if expansion is not None else self.expand(atoms, gradients=True)
+        n_atoms, n_k = len(atoms), self.n_k
+        # (P, S, b, m, n) -> (P, m, b, K): contiguous (m) x (b, K) blocks for the segment products
+        g = [np.ascontiguousarray(g_l.transpose(0, 3, 2, 1, 4)).reshape(len(pairs), g_l.shape[3], 3, n_k) for g_l in g]
+        design = np.zeros((n_atoms, 3, 3, self.n_species, self.n_per_species))
+        # pairs are sorted by (centre species, j): segment boundaries of each (s, j)
+        segment = index[pairs[:, 0]] * n_atoms + pairs[:, 1]
+        bounds = np.searchsorted(segment, np.arange(self.n_species * n_atoms + 1))
+        for s in range(self.n_species):
+            lo_s, hi_s = bounds[s * n_atoms], bounds[(s + 1) * n_atoms]
+            if lo_s == hi_s:
+                continue
+            # 2-body: d c[1] / dx summed over the centres of species s, Cartesian a from m
+            g1 = g[1][lo_s:hi_s][:, XYZ_FROM_M]  # (P_s, a, b, K)
+            reduce = _reduction_matrix(pairs[lo_s:hi_s, 1], n_atoms)
+            design[:, :, :, s, :n_k] = (reduce @ g1.reshape(hi_s - lo_s, -1)).reshape(n_atoms, 3, 3, n_k)
+            centres = pairs[lo_s:hi_s, 0]
+            starts = bounds[s * n_atoms:(s + 1) * n_atoms + 1] - lo_s
+            for l, coupling in enumerate(self._couplings):
+                lo = n_k + l * n_k**2
+                # C-contiguous before the gather, so that the segment products reshape without copies
+                t = np.ascontiguousarray(np.einsum("mna,inq->imaq", coupling, c[l + 1]))[centres]  # (P_s, m1, a, k2)
+                u = np.ascontiguousarray(np.einsum("mna,imk->inak", coupling, c[l]))[centres]  # (P_s, m2, a, k1)
+                first = _segment_contract(g[l][lo_s:hi_s], t, starts)  # (N, a, k2, b, k1)
+                second = _segment_contract(g[l + 1][lo_s:hi_s], u, starts)  # (N, a, k1, b, k2)
+                target = design[:, :, :, s, lo:lo + n_k**2].reshape(n_atoms, 3, 3, n_k, n_k)
+                target += first.transpose(0, 1, 3, 4, 2)
+                target += second.transpose(0, 1, 3, 2, 4)
+        return design.reshape(n_atoms, 3, 3, -1)
+
+    # ------------------------------------------------------------------ contracted predictions
+    def _weighted(self, coefficients, index, weights):
+        """Per-atom contractions with weights (n_species, n_per_species).
+
+        Returns (w2 (N, K), [V_l (N, 2l+1, 3, K) for term d c[l]], [U_l (N, 2l+3, 3, K) for term d c[l+1]]),
+        with ``V_l[i, m1, a, k1] = sum_{m2 k2} C[m1, m2, a] W[k1, k2] c[l+1][i, m2, k2]`` and ``U_l`` alike.
+        """
+        c, n_k = coefficients, self.n_k
+        w = weights[index]  # (N, F)
+        v_list, u_list = [], []
+        for l, coupling in enumerate(self._couplings):
+            lo = n_k + l * n_k**2
+            wl = w[:, lo:lo + n_k**2].reshape(-1, n_k, n_k)
+            wc = np.matmul(c[l + 1], wl.transpose(0, 2, 1))  # (N, m2, k1)
+            v_list.append(np.einsum("mna,ink->imak", coupling, wc))
+            cw = np.matmul(c[l], wl)  # (N, m1, k2)
+            u_list.append(np.einsum("mna,imk->inak", coupling, cw))
+        return w[:, :n_k], v_list, u_list
+
+    def polarization(self, atoms, weights, coefficients=None):
+        """Learned P (3,) of one frame for weights (n_species, n_per_species)."""
+        index = self.species_index(atoms)
+        c = coefficients if coefficients is not None else self.expand(atoms)
+        w2, v_list, _ = self._weighted(c, index, weights)
+        p = np.einsum("iak,ik->a", c[1][:, XYZ_FROM_M, :], w2)
+        for l, v in enumerate(v_list):
+            p += np.einsum("imk,imak->a", c[l], v)
+        return p
+
+    def born_charges(self, atoms, weights, expansion=None):
+        """Learned Z (N, 3, 3) of one frame for weights (n_species, n_per_species)."""
+        index = self.species_index(atoms)
+        c, (pairs, g) = expansion if expansion is not None else self.expand(atoms, gradients=True)
+        per_pair = self._pair_terms(c, pairs, g, index, weights, lambda gl: gl)  # (P, b, a)
+        z = _reduction_matrix(pairs[:, 1], len(atoms)) @ per_pair.reshape(len(pairs), 9)
+        return z.reshape(-1, 3, 3).transpose(0, 2, 1)
+
+    def polarization_derivative(self, atoms, weights, velocities, expansion=None):
+        """Directional derivative of the learned P along ``velocities`` (N, 3): (3,), without forming Z."""
+        index = self.species_index(atoms)
+        c, (pairs, g) = expansion if expansion is not None else self.expand(atoms, gradients=True)
+        v = np.asarray(velocities, dtype=float)[pairs[:, 1]]  # (P, 3)
+        per_pair = self._pair_terms(c, pairs, g, index, weights,
+                                    lambda gl: np.einsum("psbmn,pb->psmn", gl, v)[:, :, None])
+        return per_pair.sum(axis=(0, 1))
+
+    def _pair_terms(self, c, pairs, g, index, weights, project):
+        """sum over features of W * d f / d x per pair (P, B, a), after ``project`` maps each gradient
+        (P, S, 3, m, n) to (P, S, B, m, n).
+
+        Each density channel l enters once: ``X_l[i, m, a, k]`` collects the weights of every feature
+        whose derivative goes through ``d c[l][i, m, k]`` (2-body for l = 1, the two sides of the 3-body
+        couplings (l, l+1) and (l-1, l)).
+        """
+        w2, v_list, u_list = self._weighted(c, index, weights)
+        channels = [np.zeros((len(c[0]), 2 * l + 1, 3, self.n_k)) for l in range(len(g))]
+        for a, m in enumerate(XYZ_FROM_M):
+            channels[1][:, m, a, :] += w2
+        for l, (v, u) in enumerate(zip(v_list, u_list)):
+            channels[l] += v
+            channels[l + 1] += u
+        centres = pairs[:, 0]
+        n_atoms, n_species, n_radial = len(c[0]), self.n_species, self.settings.n_radial
+        out = 0.0
+        for g_l, x in zip(g, channels):
+            if not np.any(x):
+                continue
+            # (N, m, a, (s, n)) -> (N, s, a, (m, n)) to match the gradient layout (P, s, b, m, n)
+            x = np.ascontiguousarray(x.reshape(n_atoms, -1, 3, n_species, n_radial).transpose(0, 3, 2, 1, 4))
+            projected = project(g_l)
+            out = out + np.einsum("psbk,psak->pba", projected.reshape(*projected.shape[:3], -1),
+                                  x.reshape(n_atoms, n_species, 3, -1)[centres])
+        return out
+
+
+def _rows_of(systems, f):
+    """Slice of the rows of system ``f`` (featomic orders samples by system)."""
+    return slice(int(np.searchsorted(systems, f, side="left")), int(np.searchsorted(systems, f, side="right")))
+
+
+def _featomic_system(atoms):
+    """featomic reads ASE Atoms; reject mixed periodicity with a clear message."""
+    if atoms.pbc.any() and not atoms.pbc.all():
+        raise InputError(f"mixed periodic boundary conditions {atoms.pbc.tolist()} are not supported")
+    if atoms.pbc.all() and abs(atoms.cell.volume) < 1e-8:
+        raise InputError("a periodic structure needs a cell with non-zero volume")
+    return atoms
+
+
+def _reduction_matrix(rows, n_rows):
+    """Sparse (n_rows, len(rows)) matrix summing pair entries into their row (atom) index."""
+    return scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(n_rows, len(rows)))
+
+
+def _segment_contract(grad, other, starts):
+    """``out[j, a, k_o, b, k_g] = sum_{p in segment j, m} other[p, m, a, k_o] grad[p, m, b, k_g]``.
+
+    grad (P, M, 3, K) and other (P, M, 3, K), pairs contiguous per j with ``starts`` (N+1,) boundaries.
+    """
+    n_pairs, n_m, _, n_k = grad.shape
+    grad = grad.reshape(n_pairs * n_m, 3 * n_k)
+    other = other.reshape(n_pairs * n_m, 3 * n_k)
+    out = np.zeros((len(starts) - 1, 3 * n_k, 3 * n_k))
+    for j, (lo, hi) in enumerate(zip(starts[:-1] * n_m, starts[1:] * n_m)):
+        if hi > lo:
+            np.matmul(other[lo:hi].T, grad[lo:hi], out=out[j])
+    return out.reshape(-1, 3, n_k, 3, n_k)
+
+
+def structure_descriptors(frames, settings=None, species=None):
+    """Per-structure invariant summary (F, D) for farthest-point sampling of configurations.
+
+    For each centre species: the mean over its atoms of the squared norm of every lambda = 1 feature
+    (rotation-, translation- and permutation-invariant), so structures with similar environments are close.
+    """
+    settings = settings or DescriptorSettings()
+    species = species or sorted({int(z) for atoms in frames for z in atoms.numbers})
+    space = FeatureSpace(settings, species)
+    rows = []
+    for atoms in frames:
+        index = space.species_index(atoms)
+        squared = np.sum(space.atom_features(space.expand(atoms)) ** 2, axis=1)  # (N, F)
+        rows.append(np.concatenate([squared[index == s].mean(axis=0) if np.any(index == s)
+                                    else np.zeros(space.n_per_species) for s in range(space.n_species)]))
+    return np.array(rows)

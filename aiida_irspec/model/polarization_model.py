@@ -1,0 +1,472 @@
+"""The polarization model: fixed baseline charges plus a learned lambda = 1 linear model.
+
+``P = sum_i q_s(i) x_i + sum_i sum_k f_k(i) W[s(i), k]``  (|e| Angstrom; x unwrapped, Angstrom)
+``Z[j, a, b] = q_s(j) delta_ab + sum_i sum_k d f_k^a(i) / d x_{j,b} W[s(i), k]``  (|e|)
+
+The weights W are fitted by regularised least squares to Born charges, to polarizations, or to both
+with relative row weights (the paper weights P ten times), from normal equations accumulated frame by
+frame. With ``basis="sparse"`` the weights are restricted to the span of reference environments chosen
+by farthest-point sampling, ``W[s] = sum_{r, nu} w_r^nu f^nu(X_r)`` (the linear-kernel form of the paper).
+"""
+
+import json
+
+import numpy as np
+
+from aiida_irspec.exceptions import InputError, ModelError
+from aiida_irspec.model import baseline as baseline_charges
+from aiida_irspec.model.descriptors import DescriptorSettings, FeatureSpace
+from aiida_irspec.model.solver import NormalEquations, cross_validation_errors, solve_targets
+
+FORMAT_VERSION = 1
+DEFAULT_WEIGHTS = {"born_charges": 1.0, "polarization": 10.0}
+#: Largest displacement (Angstrom) of any atom in the central difference of P along the velocities.
+PDOT_STEP = 1e-4
+
+
+class PolarizationModel:
+    """Polarization P (frames, 3), Born charges Z (frames, N, 3, 3) and dP/dt of structures.
+
+    descriptor: :class:`DescriptorSettings`; baseline: "auto" (formal charges for periodic cells, for
+    molecules the best of zero / species mean / formal by cross-validation), "formal", "mean", "zero",
+    or {element or atomic number: charge}; basis: "linear" (weights per species and feature) or
+    "sparse" (span of ``n_sparse`` reference environments per species, farthest-point sampled);
+    regularization: "auto" (= "evidence"), "evidence", "cv" or a positive number (standardised units);
+    n_folds: cross-validation folds of whole frames (round-robin).
+    """
+
+    def __init__(self, descriptor=None, baseline="auto", basis="linear", n_sparse=None, regularization="auto",
+                 n_folds=5):
+        if basis not in ("linear", "sparse"):
+            raise InputError(f"basis must be 'linear' or 'sparse', not {basis!r}")
+        if not (isinstance(baseline, dict) or baseline in ("auto", "formal", "mean", "zero")):
+            raise InputError(f"baseline must be 'auto', 'formal', 'mean', 'zero' or a dict, not {baseline!r}")
+        if isinstance(regularization, str) and regularization not in ("auto", "evidence", "cv"):
+            raise InputError(f"regularization must be 'auto', 'evidence', 'cv' or a number, not {regularization!r}")
+        if n_folds < 2:
+            raise InputError(f"n_folds must be at least 2, not {n_folds}")
+        self.descriptor = descriptor or DescriptorSettings()
+        self.baseline = baseline_charges.normalise_charges(baseline) if isinstance(baseline, dict) else baseline
+        self.basis = basis
+        self.n_sparse = n_sparse
+        self.regularization = regularization
+        self.n_folds = n_folds
+        self.charges = None
+        self.weights = None
+        self.posterior_factor = None
+        self.references = None
+        self.metrics = {}
+        self._space = None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def species(self):
+        """Atomic numbers the model knows (sorted)."""
+        self._require_fitted()
+        return list(self._space.species)
+
+    @property
+    def is_fitted(self):
+        return self.weights is not None
+
+    def _require_fitted(self):
+        if not self.is_fitted:
+            raise ModelError("the model is not fitted: call fit() or PolarizationModel.load()")
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, frames, born_charges, polarizations=None, weights=None, validation=None, progress=False):
+        """Fit to Born charges (list of (N, 3, 3) |e| or None) and/or polarizations (list of (3,) |e| A or None).
+
+        weights: relative row weights {"born_charges": 1.0, "polarization": 10.0}; validation: optional
+        (frames, born_charges, polarizations) whose errors go into ``metrics["validation"]``.
+        """
+        frames, born_charges, polarizations = _check_data(frames, born_charges, polarizations)
+        weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+        space = FeatureSpace(self.descriptor, sorted({int(z) for atoms in frames for z in atoms.numbers}))
+        candidates = self._baseline_candidates(frames, born_charges)
+        basis = self._sparse_basis(space, frames, progress) if self.basis == "sparse" else None
+        n_folds = min(self.n_folds, len(frames))
+        normal = NormalEquations(space.n_columns, n_folds=n_folds, n_groups=space.n_species + 1,
+                                 n_targets=len(candidates))
+        with _progress(len(frames), progress, "fit") as bar:
+            expansions = space.iter_expansions(frames, [z is not None for z in born_charges])
+            for k, ((atoms, expansion), z, p) in enumerate(zip(expansions, born_charges, polarizations)):
+                index = space.species_index(atoms)
+                q = np.array([baseline_charges.baseline_charges_per_atom(c, atoms.numbers) for _, c in candidates])
+                coefficients = expansion[0] if z is not None else expansion
+                if z is not None:
+                    design = space.born_charge_design(atoms, expansion)
+                    target = (z[None] - q[:, :, None, None] * np.eye(3)).transpose(1, 2, 3, 0)  # (N, 3, 3, T)
+                    for s in range(space.n_species):
+                        rows = index == s
+                        if rows.any():
+                            normal.add(design[rows].reshape(-1, space.n_columns), target[rows].reshape(-1, len(q)),
+                                       fold=k % n_folds, group=s, weight=weights["born_charges"])
+                if p is not None:
+                    target = p[:, None] - atoms.positions.T @ q.T  # (3, T)
+                    normal.add(space.polarization_design(atoms, coefficients), target, fold=k % n_folds,
+                               group=space.n_species,
+                               weight=weights["polarization"])
+                bar.update(1)
+        zero = None if basis is not None else space.structural_zero_columns()
+        alpha = "evidence" if self.regularization == "auto" else self.regularization
+        selection = []
+        trials = solve_targets(normal, alpha, zero, list(range(len(candidates))), basis=basis)
+        if len(candidates) > 1:
+            selection = [(name, _cv_rmse(normal, trial.alpha, zero, t, basis), trial)
+                         for t, ((name, _), trial) in enumerate(zip(candidates, trials))]
+            best = int(np.argmin([error for _, error, _ in selection]))
+        else:
+            best = 0
+        solution = trials[best]
+        self._space = space
+        self.charges = dict(candidates[best][1])
+        self.weights = solution.weights.reshape(space.n_species, space.n_per_species)
+        self.posterior_factor = solution.posterior_factor
+        group_rmse = normal.group_rmse(solution.weights, target=best)
+        self.metrics = {
+            "n_structures": len(frames),
+            "n_born_charges": sum(z is not None for z in born_charges),
+            "n_polarizations": sum(p is not None for p in polarizations),
+            "baseline": candidates[best][0],
+            "baseline_charges": _symbol_keys(self.charges),
+            "baseline_selection": [{"baseline": name, "cv_rmse": error} for name, error, _ in selection],
+            "regularization": {"method": solution.method, "alpha": solution.alpha,
+                               "noise_variance": solution.noise_variance},
+            "weights": weights,
+            "n_columns": int(space.n_columns),
+            "n_parameters": int(solution.posterior_factor.shape[1]),
+            "training": self._group_metrics(group_rmse, normal.group_rows),
+            "cv_rmse": (selection[best][1] if selection else
+                        solution.cv_rmse if solution.cv_rmse is not None else
+                        _cv_rmse(normal, solution.alpha, zero, 0, basis)) if n_folds > 1 else None,
+        }
+        if validation is not None:
+            self.metrics["validation"] = self.evaluate(*validation, progress=progress)
+        return self
+
+    def _group_metrics(self, rmse, rows):
+        from ase.data import chemical_symbols
+
+        out = {"born_charges_rmse": {chemical_symbols[z]: float(rmse[s]) for s, z in enumerate(self._space.species)
+                                     if rows[s] > 0}}
+        if rows[:-1].sum() > 0:
+            out["born_charges_rmse"]["all"] = float(np.sqrt(np.nansum(rmse[:-1] ** 2 * rows[:-1]) / rows[:-1].sum()))
+        if rows[-1] > 0:
+            out["polarization_rmse"] = float(rmse[-1])
+        return out
+
+    def evaluate(self, frames, born_charges, polarizations=None, progress=False):
+        """RMSE of Z per species and overall (|e|) and of P (|e| A) on the frames that have them."""
+        from ase.data import chemical_symbols
+
+        frames, born_charges, polarizations = _check_data(frames, born_charges, polarizations)
+        squared, counts = {}, {}
+        with_z = [k for k, z in enumerate(born_charges) if z is not None]
+        for k, predicted in zip(with_z, self._iter_born_charges([frames[k] for k in with_z])):
+            error = (predicted - born_charges[k]) ** 2
+            for z in set(frames[k].numbers.tolist()):
+                name = chemical_symbols[z]
+                squared[name] = squared.get(name, 0.0) + float(error[frames[k].numbers == z].sum())
+                counts[name] = counts.get(name, 0) + 9 * int(np.sum(frames[k].numbers == z))
+        out = {}
+        if with_z:
+            out["born_charges_rmse"] = {name: float(np.sqrt(squared[name] / counts[name])) for name in sorted(squared)}
+            out["born_charges_rmse"]["all"] = float(np.sqrt(sum(squared.values()) / sum(counts.values())))
+        with_p = [k for k, p in enumerate(polarizations) if p is not None]
+        if with_p:
+            predicted = self.predict_polarization([frames[k] for k in with_p], progress=progress)
+            truth = np.array([polarizations[k] for k in with_p])
+            out["polarization_rmse"] = float(np.sqrt(np.mean((predicted - truth) ** 2)))
+            out["polarization_std"] = float(np.sqrt(np.mean((truth - truth.mean(0)) ** 2)))
+        return out
+
+    def _baseline_candidates(self, frames, born_charges):
+        """[(name, {Z: q})] to choose from (one unless baseline='auto' for molecules)."""
+        species = sorted({int(z) for atoms in frames for z in atoms.numbers})
+        periodic = all(atoms.pbc.all() for atoms in frames)
+        if isinstance(self.baseline, dict):
+            candidates = [("given", self.baseline)]
+        elif self.baseline == "formal" or (self.baseline == "auto" and periodic):
+            candidates = [("formal", baseline_charges.formal_charges(species))]
+        elif self.baseline == "mean":
+            candidates = [("mean", baseline_charges.mean_charges(frames, born_charges))]
+        elif self.baseline == "zero":
+            candidates = [("zero", {z: 0.0 for z in species})]
+        else:
+            candidates = [("zero", {z: 0.0 for z in species})]
+            if any(z is not None for z in born_charges):
+                candidates.append(("mean", baseline_charges.mean_charges(frames, born_charges)))
+            try:
+                formal = baseline_charges.formal_charges(species)
+                baseline_charges.check_neutral(formal, frames)
+                candidates.append(("formal", formal))
+            except InputError:
+                pass
+        for _, charges in candidates:
+            baseline_charges.check_neutral(charges, frames)
+        return candidates
+
+    def _sparse_basis(self, space, frames, progress):
+        """Block-diagonal (C, C') basis of reference features, FPS per centre species; sets ``self.references``."""
+        rng = np.random.default_rng(0)
+        pool = {s: [] for s in range(space.n_species)}
+        for atoms, c in zip(frames, space.expand_many(frames)):
+            index = space.species_index(atoms)
+            features = space.atom_features(c)
+            for s in range(space.n_species):
+                pool[s].append(features[index == s])
+        zero = space.structural_zero_columns().reshape(space.n_species, space.n_per_species)
+        blocks, self.references = [], {}
+        for s, z in enumerate(space.species):
+            features = np.concatenate(pool[s])  # (atoms, 3, F)
+            if len(features) > 5000:
+                features = features[np.sort(rng.choice(len(features), 5000, replace=False))]
+            chosen = farthest_point_sampling(np.sum(features**2, axis=1), self.n_sparse or 100)
+            reference = features[chosen] * ~zero[s]
+            self.references[z] = reference
+            blocks.append(reference.reshape(-1, space.n_per_species).T)
+        import scipy.linalg
+
+        return scipy.linalg.block_diag(*blocks)
+
+    # ------------------------------------------------------------------ prediction
+    def predict_polarization(self, frames, batch_size=32, progress=False):
+        """P (F, 3) in |e| Angstrom: baseline ``sum q x`` (positions as given) plus the learned part."""
+        self._require_fitted()
+        frames = _as_frames(frames)
+        out = np.zeros((len(frames), 3))
+        with _progress(len(frames), progress, "P") as bar:
+            for k, (atoms, c) in enumerate(self._space.iter_expansions(frames, batch_size=batch_size)):
+                out[k] = self._baseline(atoms) @ atoms.positions + self._space.polarization(atoms, self.weights, c)
+                bar.update(1)
+        return out
+
+    def predict_born_charges(self, frames, progress=False):
+        """Z (F, N, 3, 3) in |e| (all frames must have the same number of atoms)."""
+        self._require_fitted()
+        frames = _as_frames(frames)
+        if len({len(atoms) for atoms in frames}) > 1:
+            raise InputError("predict_born_charges needs frames with equal numbers of atoms")
+        out = np.zeros((len(frames), len(frames[0]) if frames else 0, 3, 3))
+        with _progress(len(frames), progress, "Z") as bar:
+            for k, z in enumerate(self._iter_born_charges(frames)):
+                out[k] = z
+                bar.update(1)
+        return out
+
+    def _iter_born_charges(self, frames):
+        for atoms, expansion in self._space.iter_expansions(frames, gradients=True):
+            yield self._baseline(atoms)[:, None, None] * np.eye(3) + self._space.born_charges(atoms, self.weights,
+                                                                                              expansion)
+
+    def predict_pdot(self, frames, velocities, method="central_difference", step=PDOT_STEP, batch_size=32,
+                     progress=False):
+        """dP/dt (F, 3) in |e| Angstrom / fs along ``velocities`` (F, N, 3) Angstrom / fs, without forming Z.
+
+        method: "central_difference" (default, fast): ``(P(x + h v) - P(x - h v)) / 2h`` for the learned
+        part with h such that no atom moves more than ``step`` Angstrom (truncation error ~ step^2);
+        "analytic": the exact directional derivative from the descriptor gradients (slower).
+        The baseline part ``sum q v`` is exact in both.
+        """
+        self._require_fitted()
+        frames = _as_frames(frames)
+        velocities = np.asarray(velocities, dtype=float)
+        if len(velocities) != len(frames) or any(v.shape != (len(a), 3) for v, a in zip(velocities, frames)):
+            raise InputError(f"velocities must be (frames, atoms, 3) matching the {len(frames)} frames")
+        if method not in ("central_difference", "analytic"):
+            raise InputError(f"method must be 'central_difference' or 'analytic', not {method!r}")
+        out = np.zeros((len(frames), 3))
+        with _progress(len(frames), progress, "dP/dt") as bar:
+            for lo in range(0, len(frames), batch_size):
+                batch = frames[lo:lo + batch_size]
+                v_batch = velocities[lo:lo + batch_size]
+                for k, (atoms, v) in enumerate(zip(batch, v_batch)):
+                    out[lo + k] = self._baseline(atoms) @ v
+                if method == "analytic":
+                    for k, ((atoms, expansion), v) in enumerate(zip(self._space.iter_expansions(batch, True), v_batch)):
+                        out[lo + k] += self._space.polarization_derivative(atoms, self.weights, v, expansion)
+                else:
+                    speed = np.array([np.abs(v).max() for v in v_batch])
+                    h = np.where(speed > 0, step / np.where(speed > 0, speed, 1.0), 0.0)
+                    moved = []
+                    for atoms, v, hk in zip(batch, v_batch, h):
+                        for sign in (1.0, -1.0):
+                            shifted = atoms.copy()
+                            shifted.positions = atoms.positions + sign * hk * v
+                            moved.append(shifted)
+                    expansions = self._space.expand_many(moved)
+                    for k, hk in enumerate(h):
+                        if hk > 0:
+                            plus = self._space.polarization(moved[2 * k], self.weights, expansions[2 * k])
+                            minus = self._space.polarization(moved[2 * k + 1], self.weights, expansions[2 * k + 1])
+                            out[lo + k] += (plus - minus) / (2 * hk)
+                bar.update(len(batch))
+        return out
+
+    def uncertainty(self, frames, progress=False):
+        """Predictive standard deviation of Z (F,) in |e|: RMS over the 9N entries of the posterior
+        standard deviation of the learned part (weight uncertainty of the Bayesian linear model)."""
+        self._require_fitted()
+        frames = _as_frames(frames)
+        out = np.zeros(len(frames))
+        with _progress(len(frames), progress, "uncertainty") as bar:
+            for k, (atoms, expansion) in enumerate(self._space.iter_expansions(frames, gradients=True)):
+                design = self._space.born_charge_design(atoms, expansion).reshape(-1, self._space.n_columns)
+                out[k] = np.sqrt(np.mean(np.sum((design @ self.posterior_factor) ** 2, axis=1)))
+                bar.update(1)
+        return out
+
+    def _baseline(self, atoms):
+        self._space.species_index(atoms)
+        return baseline_charges.baseline_charges_per_atom(self.charges, atoms.numbers)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Write one portable file (numpy .npz, no pickles) at exactly ``path``."""
+        from aiida_irspec import __version__
+
+        self._require_fitted()
+        import featomic
+
+        header = {
+            "format": "aiida-irspec polarization model", "format_version": FORMAT_VERSION,
+            "package_version": __version__, "featomic_version": featomic.__version__,
+            "descriptor": self.descriptor.to_dict(), "species": self._space.species,
+            "baseline": self.baseline if isinstance(self.baseline, str) else "given",
+            "charges": {str(z): q for z, q in self.charges.items()},
+            "basis": self.basis, "n_sparse": self.n_sparse, "regularization": self.regularization,
+            "n_folds": self.n_folds, "metrics": self.metrics,
+        }
+        arrays = {"header": np.array(json.dumps(header, default=_json_default)), "weights": self.weights,
+                  "posterior_factor": self.posterior_factor}
+        for z, reference in (self.references or {}).items():
+            arrays[f"references_{z}"] = reference
+        with open(path, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    @classmethod
+    def load(cls, path):
+        """Read a file written by :meth:`save`; ModelError for anything else or another format version."""
+        import zipfile
+
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(str(data["header"]))
+                arrays = {name: data[name] for name in data.files if name != "header"}
+        except (zipfile.BadZipFile, ValueError, KeyError, OSError, json.JSONDecodeError) as error:
+            if isinstance(error, FileNotFoundError):
+                raise
+            raise ModelError(f"{path}: not an aiida-irspec polarization model file ({error})") from None
+        if header.get("format") != "aiida-irspec polarization model":
+            raise ModelError(f"{path}: not an aiida-irspec polarization model file")
+        if header.get("format_version") != FORMAT_VERSION:
+            raise ModelError(f"{path}: model file format version {header.get('format_version')} (written by "
+                             f"aiida-irspec {header.get('package_version')}); this version reads format "
+                             f"{FORMAT_VERSION}: refit the model")
+        model = cls(DescriptorSettings.from_dict(header["descriptor"]),
+                    baseline={int(z): q for z, q in header["charges"].items()} if header["baseline"] == "given"
+                    else header["baseline"], basis=header["basis"], n_sparse=header["n_sparse"],
+                    regularization=header["regularization"], n_folds=header["n_folds"])
+        model._space = FeatureSpace(model.descriptor, header["species"])
+        model.charges = {int(z): float(q) for z, q in header["charges"].items()}
+        model.weights = arrays["weights"]
+        model.posterior_factor = arrays["posterior_factor"]
+        references = {int(name.split("_")[1]): value for name, value in arrays.items()
+                      if name.startswith("references_")}
+        model.references = references or None
+        model.metrics = header["metrics"]
+        return model
+
+
+def farthest_point_sampling(points, n):
+    """Indices of ``n`` rows of ``points`` (M, D) by greedy farthest-point sampling (standardised columns)."""
+    points = np.asarray(points, dtype=float)
+    n = min(int(n), len(points))
+    spread = points.std(axis=0)
+    x = points / np.where(spread > 0, spread, 1.0)
+    chosen = [int(np.argmax(np.sum((x - x.mean(0)) ** 2, axis=1)))]
+    distance = np.sum((x - x[chosen[0]]) ** 2, axis=1)
+    for _ in range(n - 1):
+        chosen.append(int(np.argmax(distance)))
+        distance = np.minimum(distance, np.sum((x - x[chosen[-1]]) ** 2, axis=1))
+    return np.array(chosen)
+
+
+def _cv_rmse(normal, alpha, zero, target, basis):
+    """K-fold RMSE (weighted rows) at a given alpha."""
+    ata, _, _, rows = normal.total(target=target, basis=basis)
+    scale = np.sqrt(np.maximum(np.diag(ata), 0.0) / rows)
+    active = scale > 1e-12 * max(scale.max(), 1e-300)
+    if zero is not None:
+        active &= ~zero
+    sse, held = cross_validation_errors(normal, alpha, active, scale, target, basis)
+    return float(np.sqrt(max(sse.sum(), 0.0) / held.sum()))
+
+
+def _check_data(frames, born_charges, polarizations):
+    frames = _as_frames(frames)
+    born_charges = list(born_charges) if born_charges is not None else [None] * len(frames)
+    polarizations = list(polarizations) if polarizations is not None else [None] * len(frames)
+    if not (len(frames) == len(born_charges) == len(polarizations)):
+        raise InputError(f"{len(frames)} frames, {len(born_charges)} Born-charge sets and {len(polarizations)} "
+                         "polarizations: give one (or None) per frame")
+    for k, (atoms, z, p) in enumerate(zip(frames, born_charges, polarizations)):
+        if z is not None:
+            z = born_charges[k] = np.asarray(z, dtype=float)
+            if z.shape != (len(atoms), 3, 3) or not np.all(np.isfinite(z)):
+                raise InputError(f"structure {k}: Born charges must be finite ({len(atoms)}, 3, 3), got {z.shape}")
+        if p is not None:
+            p = polarizations[k] = np.asarray(p, dtype=float)
+            if p.shape != (3,) or not np.all(np.isfinite(p)):
+                raise InputError(f"structure {k}: polarization must be finite (3,), got {p.shape}")
+    if all(z is None for z in born_charges) and all(p is None for p in polarizations):
+        raise InputError("no training data: every structure lacks both Born charges and polarization")
+    return frames, born_charges, polarizations
+
+
+def _as_frames(frames):
+    import ase
+
+    if isinstance(frames, ase.Atoms):
+        return [frames]
+    frames = list(frames)
+    if not all(isinstance(atoms, ase.Atoms) for atoms in frames):
+        raise InputError("frames must be ase.Atoms objects")
+    return frames
+
+
+def _symbol_keys(charges):
+    from ase.data import chemical_symbols
+
+    return {chemical_symbols[z]: q for z, q in sorted(charges.items())}
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in the model header")
+
+
+class _progress:
+    """A tqdm bar on stderr when asked for, else a no-op with the same interface."""
+
+    def __init__(self, total, enabled, description):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=description, unit="frame")
+
+    def update(self, n):
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()

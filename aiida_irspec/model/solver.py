@@ -1,0 +1,253 @@
+"""Regularised least squares from streamed normal equations.
+
+Rows of the design (one frame at a time) are folded into ``A^T A``, ``A^T y`` and ``y^T y``, kept per
+cross-validation fold, so memory is O(columns^2) whatever the number and size of the frames. Columns
+are standardised by their root-mean-square before solving; null columns (exactly zero in every row, or
+declared structurally zero) are dropped. The ridge parameter ``alpha`` (in standardised units: the
+solution minimises ``|y - A w|^2 + alpha |D w|^2`` with D the column scales) is chosen from the data:
+
+* ``"evidence"``: maximise the Bayesian evidence of the linear model (MacKay's fixed-point iteration on
+  the eigenvalues of ``A^T A``), which also gives the posterior covariance of the weights;
+* ``"cv"``: minimise the K-fold cross-validation error (folds of whole frames), computed from the
+  per-fold normal equations without touching the data again;
+* a number: that alpha.
+"""
+
+import dataclasses
+
+import numpy as np
+import scipy.linalg
+import scipy.optimize
+
+from aiida_irspec.exceptions import InputError, ModelError
+
+
+class NormalEquations:
+    """Streamed sums ``A^T A``, ``A^T y``, ``y^T y`` and row counts, per fold and per group of rows.
+
+    Each (cross-validation fold, row group) pair has its own unweighted sums, updated in place by a
+    symmetric rank-k BLAS update (one triangle; no temporaries). A group is a kind of row with one weight
+    (e.g. the Z rows of one species, or the P rows); fold totals are the weighted sums over groups, and
+    the per-group sums give the error metrics. ``n_targets`` right-hand sides share the design (e.g. one
+    per candidate baseline). Memory: ``n_folds * n_groups`` matrices of ``n_columns^2``.
+    """
+
+    def __init__(self, n_columns, n_folds=1, n_groups=1, n_targets=1):
+        self._ata = np.zeros((n_folds, n_groups, n_columns, n_columns))  # lower triangles (C order)
+        self._aty = np.zeros((n_folds, n_groups, n_columns, n_targets))
+        self._yty = np.zeros((n_folds, n_groups, n_targets))
+        self._rows = np.zeros((n_folds, n_groups))
+        self._weights = np.full(n_groups, np.nan)
+        self._fold_ata = None
+
+    @property
+    def n_folds(self):
+        return self._ata.shape[0]
+
+    def add(self, design, target, fold=0, group=0, weight=1.0):
+        """Fold rows ``design`` (R, C) with targets (R,) or (R, n_targets) into ``fold`` and ``group``.
+
+        ``weight`` multiplies the rows' squared residuals; it must be the same for every add to a group.
+        """
+        from scipy.linalg.blas import dsyrk
+
+        design = np.ascontiguousarray(design, dtype=float)
+        target = np.asarray(target, dtype=float).reshape(len(design), -1)
+        if design.ndim != 2 or design.shape[1] != self._ata.shape[2] or target.shape[1] != self._aty.shape[3]:
+            raise InputError(f"design (R, {self._ata.shape[2]}) and target (R, {self._aty.shape[3]}) needed, "
+                             f"got {design.shape} and {target.shape}")
+        if np.isnan(self._weights[group]):
+            self._weights[group] = weight
+        elif self._weights[group] != weight:
+            raise InputError(f"rows of group {group} were added with weight {self._weights[group]}, not {weight}")
+        # the Fortran view of the C-ordered accumulator is updated in place: acc += A^T A (one triangle)
+        dsyrk(1.0, design.T, beta=1.0, c=self._ata[fold, group].T, trans=0, lower=0, overwrite_c=1)
+        self._aty[fold, group] += design.T @ target
+        self._yty[fold, group] += np.sum(target**2, axis=0)
+        self._rows[fold, group] += len(target)
+        self._fold_ata = None
+
+    @property
+    def rows(self):
+        """Rows per fold (K,)."""
+        return self._rows.sum(axis=1)
+
+    @property
+    def group_rows(self):
+        """Rows per group (G,)."""
+        return self._rows.sum(axis=0)
+
+    def _group_weights(self):
+        return np.nan_to_num(self._weights, nan=0.0)
+
+    def _folds(self):
+        """Weighted, symmetrised ``A^T A`` per fold (K, C, C), computed once after the last add."""
+        if self._fold_ata is None:
+            weights = self._group_weights()
+            folds = np.zeros(self._ata.shape[:1] + self._ata.shape[2:])
+            for g, weight in enumerate(weights):
+                if weight:
+                    folds += weight * self._ata[:, g]
+            for matrix in folds:  # one triangle -> symmetric: L + L^T - diag(L)
+                diagonal = np.diag(matrix).copy()
+                matrix += matrix.T.copy()
+                matrix[np.diag_indices_from(matrix)] = diagonal
+            self._fold_ata = folds
+        return self._fold_ata
+
+    def total(self, exclude=None, target=0, basis=None):
+        """(ata, aty, yty, rows) summed over the folds except ``exclude``, optionally in a ``basis`` (C, C')."""
+        folds, weights = self._folds(), self._group_weights()
+        keep = np.ones(self.n_folds, dtype=bool)
+        if exclude is not None:
+            keep[exclude] = False
+        ata = folds[keep].sum(axis=0)
+        aty = np.einsum("g,fgc->c", weights, self._aty[keep, :, :, target])
+        yty = float(np.einsum("g,fg->", weights, self._yty[keep, :, target]))
+        return self._project(ata, aty, basis) + (yty, self._rows[keep].sum())
+
+    def fold(self, k, target=0, basis=None):
+        """(ata, aty, yty, rows) of fold ``k`` alone."""
+        weights = self._group_weights()
+        return self._project(self._folds()[k], weights @ self._aty[k, :, :, target], basis) + (
+            float(weights @ self._yty[k, :, target]), self._rows[k].sum())
+
+    @staticmethod
+    def _project(ata, aty, basis):
+        if basis is None:
+            return ata, aty
+        return basis.T @ ata @ basis, basis.T @ aty
+
+    def group_rmse(self, weights, target=0):
+        """Root-mean-square (unweighted) residual of every group (G,) for weights (C,) (NaN when empty)."""
+        triangle = (np.matmul(self._ata, weights) @ weights).sum(axis=0)
+        diagonal = np.einsum("fgii->fgi", self._ata).sum(axis=0) @ weights**2
+        quadratic = 2 * triangle - diagonal  # w^T A^T A w from one triangle
+        sse = (self._yty[:, :, target].sum(axis=0) - 2 * np.einsum("fgc,c->g", self._aty[:, :, :, target], weights)
+               + quadratic)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.sqrt(np.maximum(sse, 0.0) / self.group_rows)
+
+
+@dataclasses.dataclass
+class RidgeSolution:
+    """Weights (C,) in the original columns, the chosen alpha (standardised units) and the posterior.
+
+    The posterior covariance of the weights is ``posterior_factor @ posterior_factor.T`` (C, C), so the
+    predictive variance of a design row ``a`` is ``|a @ posterior_factor|^2``; ``noise_variance`` is the
+    fitted residual variance of a unit-weight row; ``cv_rmse`` the K-fold error when alpha came from CV.
+    """
+
+    weights: np.ndarray
+    alpha: float
+    noise_variance: float
+    posterior_factor: np.ndarray
+    method: str
+    cv_rmse: float | None = None
+
+
+def solve(normal, alpha="evidence", zero_columns=None, target=0, basis=None, relative_null=1e-12):
+    """Solve the regularised normal equations; see the module docstring for ``alpha``.
+
+    ``basis`` (C, C'): fit ``W = basis @ w`` (e.g. sparse reference features), with ``zero_columns``
+    referring to the columns of the basis. Returns a :class:`RidgeSolution` in the original columns.
+    """
+    return solve_targets(normal, alpha, zero_columns, [target], basis, relative_null)[0]
+
+
+def solve_targets(normal, alpha, zero_columns, targets, basis=None, relative_null=1e-12):
+    """:func:`solve` for several right-hand sides of the same design (one eigendecomposition)."""
+    ata, _, _, rows = normal.total(target=targets[0], basis=basis)
+    if rows == 0:
+        raise ModelError("no training data: the normal equations are empty")
+    scale = np.sqrt(np.maximum(np.diag(ata), 0.0) / rows)
+    active = scale > relative_null * max(scale.max(), 1e-300)
+    if zero_columns is not None:
+        active &= ~np.asarray(zero_columns, dtype=bool)
+    if not active.any():
+        raise ModelError("every feature column is zero: the training structures give no signal")
+    s = scale[active]
+    eigenvalues, vectors = np.linalg.eigh(ata[np.ix_(active, active)] / np.outer(s, s))
+    eigenvalues = np.maximum(eigenvalues, 0.0)
+    solutions = []
+    for target in targets:
+        _, aty, yty, _ = normal.total(target=target, basis=basis)
+        z = vectors.T @ (aty[active] / s)
+        cv_rmse = None
+        if alpha == "evidence":
+            chosen, method = _evidence_alpha(eigenvalues, z, yty, rows), "evidence"
+        elif alpha == "cv":
+            if normal.n_folds < 2:
+                raise InputError("cross-validation needs normal equations with at least 2 folds")
+            (chosen, cv_rmse), method = _cross_validation_alpha(normal, active, scale, target, basis), "cv"
+        else:
+            chosen, method = float(alpha), "fixed"
+            if not chosen > 0:
+                raise InputError(f"the regularisation must be positive, not {alpha}")
+        coefficient = z / (eigenvalues + chosen)
+        residual = yty - 2 * coefficient @ z + coefficient @ (eigenvalues * coefficient)
+        gamma = np.sum(eigenvalues / (eigenvalues + chosen))
+        noise = max(residual, 0.0) / max(rows - gamma, 1.0)
+        weights = np.zeros(len(scale))
+        weights[active] = (vectors @ coefficient) / s
+        # posterior covariance of the original-column weights W = G G^T
+        factor = np.zeros((len(scale), len(s)))
+        factor[active] = (vectors * np.sqrt(noise / (eigenvalues + chosen))) / s[:, None]
+        if basis is not None:
+            weights, factor = basis @ weights, basis @ factor
+        solutions.append(RidgeSolution(weights, float(chosen), float(noise), factor, method, cv_rmse))
+    return solutions
+
+
+def _evidence_alpha(eigenvalues, z, yty, rows, iterations=200):
+    """MacKay's fixed point for the ridge ratio alpha / beta (prior precision over noise precision).
+
+    The ratio is kept within [1e-10, 1e4] times the mean eigenvalue, so that noise-free data (which
+    drive the evidence optimum towards interpolation) still give a well-conditioned solve.
+    """
+    mean = max(float(eigenvalues.mean()), 1e-300)
+    lo, hi = 1e-10 * mean, 1e4 * mean
+    ratio = 1e-3 * mean
+    for _ in range(iterations):
+        coefficient = z / (eigenvalues + ratio)
+        gamma = np.sum(eigenvalues / (eigenvalues + ratio))
+        residual = max(yty - 2 * coefficient @ z + coefficient @ (eigenvalues * coefficient), 0.0)
+        noise = residual / max(rows - gamma, 1.0)
+        prior = (coefficient @ coefficient) / max(gamma, 1e-12)
+        new = float(np.clip(noise / max(prior, 1e-300), lo, hi))
+        if abs(np.log(new / ratio)) < 1e-6:
+            return new
+        ratio = new
+    return ratio
+
+
+def cross_validation_errors(normal, alpha, active, scale, target=0, basis=None):
+    """Per-fold held-out (weighted sum of squared residuals, rows) at one alpha: arrays (K,), (K,)."""
+    s = scale[active]
+    index = np.ix_(active, active)
+    sse, rows = np.zeros(normal.n_folds), np.zeros(normal.n_folds)
+    for k in range(normal.n_folds):
+        ata, aty, _, _ = normal.total(exclude=k, target=target, basis=basis)
+        m = ata[index] / np.outer(s, s)
+        m[np.diag_indices_from(m)] += alpha
+        try:
+            w = scipy.linalg.cho_solve(scipy.linalg.cho_factor(m), aty[active] / s)
+        except np.linalg.LinAlgError:  # numerically indefinite at a tiny alpha: least squares instead
+            w = np.linalg.lstsq(m, aty[active] / s, rcond=None)[0]
+        held_ata, held_aty, held_yty, rows[k] = normal.fold(k, target=target, basis=basis)
+        sse[k] = held_yty - 2 * w @ (held_aty[active] / s) + w @ (held_ata[index] / np.outer(s, s)) @ w
+    return sse, rows
+
+
+def _cross_validation_alpha(normal, active, scale, target, basis):
+    """alpha minimising the K-fold error (log-spaced scan, then bounded refinement): (alpha, rmse)."""
+    def error(log_alpha):
+        sse, rows = cross_validation_errors(normal, 10.0**log_alpha, active, scale, target, basis)
+        return float(np.sqrt(sse.sum() / rows.sum()))
+
+    grid = np.arange(-6.0, 4.01, 2.0)
+    values = [error(x) for x in grid]
+    best = int(np.argmin(values))
+    lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+    result = scipy.optimize.minimize_scalar(error, bounds=(lo, hi), method="bounded", options={"xatol": 0.1})
+    return float(10.0**result.x), float(result.fun)

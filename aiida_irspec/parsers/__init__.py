@@ -1,0 +1,1 @@
+"""Parsers of the CalcJobs of aiida-irspec."""

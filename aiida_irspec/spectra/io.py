@@ -1,0 +1,88 @@
+"""Reading runs (npz with ``pdot`` or ``polarization``) and experimental curves (CSV), with validation."""
+
+import zipfile
+
+import numpy as np
+
+from aiida_irspec.exceptions import InputError, MalformedFileError
+from aiida_irspec.spectra.green_kubo import MIN_SAMPLES
+
+RUN_ARRAYS = ("pdot", "polarization")
+
+
+def read_run(path):
+    """One run from an npz file: returns (kind, array) with kind "pdot" or "polarization".
+
+    The file holds ``pdot`` (steps, 3) in |e| Angstrom / fs, or ``polarization`` (steps, 3) in |e| Angstrom
+    (``pdot`` wins when both are present). Raises MalformedFileError for a file that is not an npz or lacks
+    both arrays, InputError for a wrong shape, NaN/inf, or fewer than MIN_SAMPLES samples.
+    """
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise MalformedFileError(path, None, "an .npz archive (numpy.savez)", type(error).__name__) from error
+    if not hasattr(archive, "files"):
+        raise MalformedFileError(path, None, "an .npz archive with 'pdot' or 'polarization'", "a single .npy array")
+    with archive:
+        kind = next((name for name in RUN_ARRAYS if name in archive.files), None)
+        if kind is None:
+            raise MalformedFileError(path, None, "an array 'pdot' or 'polarization'", ", ".join(archive.files))
+        array = archive[kind]
+    if array.ndim != 2 or array.shape[1] != 3:
+        raise InputError(f"{path}: '{kind}' must have shape (steps, 3), got {array.shape}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise InputError(f"{path}: '{kind}' is not numeric ({array.dtype})")
+    if array.shape[0] < MIN_SAMPLES + (kind == "polarization"):
+        raise InputError(f"{path}: '{kind}' has {array.shape[0]} samples; at least {MIN_SAMPLES} are needed")
+    finite = np.all(np.isfinite(array), axis=1)
+    if not finite.all():
+        raise InputError(f"{path}: '{kind}' holds NaN or infinite values (first at step {int(np.argmin(finite))})")
+    return kind, np.asarray(array, dtype=float)
+
+
+def read_experiment_csv(path):
+    """An experimental curve: two numeric columns (wavenumber in cm^-1, intensity in any unit).
+
+    Lines starting with '#' and a first non-numeric (header) line are skipped; comma, semicolon, tab or
+    blank separated. Returns (frequency_cm1 (K,), intensity (K,)), sorted by frequency.
+    """
+    rows = []
+    with open(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            fields = text.replace(",", " ").replace(";", " ").split()
+            try:
+                values = [float(x) for x in fields[:2]]
+            except ValueError:
+                if rows:
+                    raise MalformedFileError(path, number, "two numbers (cm^-1, intensity)", text) from None
+                continue  # a header line
+            if len(values) < 2:
+                raise MalformedFileError(path, number, "two numbers (cm^-1, intensity)", text)
+            rows.append(values)
+    if len(rows) < 2:
+        raise MalformedFileError(path, None, "at least two data lines (cm^-1, intensity)", f"{len(rows)} lines")
+    data = np.array(rows)
+    data = data[np.argsort(data[:, 0])]
+    return data[:, 0], data[:, 1]
+
+
+def read_spectrum_csv(path):
+    """Read back a CSV written by AveragedSpectrum.to_csv: (columns name -> (M,) array, comment lines)."""
+    comments, header, body = [], None, []
+    with open(path) as handle:
+        for line in handle:
+            if line.startswith("#"):
+                comments.append(line[1:].strip())
+            elif header is None:
+                header = line.strip().split(",")
+            elif line.strip():
+                body.append(line)
+    if header is None or not body:
+        raise MalformedFileError(path, None, "a header line and data rows")
+    data = np.loadtxt(body, delimiter=",", ndmin=2)
+    return {name: data[:, k] for k, name in enumerate(header)}, comments

@@ -1,0 +1,283 @@
+"""``irspec.active_learning``: learn a polarization model from as few reference Born-charge jobs as needed.
+
+The loop (settings from the ``active_learning`` section of a campaign spec):
+
+1. hold out ``holdout`` random frames of the pool (error estimate ``holdout`` or ``both``);
+2. a seed set of ``initial`` frames by farthest-point sampling;
+3. Born charges of every queued frame (``irspec.born_charges``), at most ``max_concurrent`` at a time;
+4. fit the model (training frames; held-out frames for its validation error);
+5. estimate the error: the held-out RMSE of Z, the model's RMS uncertainty on the pool, or the larger;
+6. stop at ``target_error`` or when the budget of reference jobs is spent; else choose ``batch`` more frames
+   (``strategy``: uncertainty, farthest_point or random) and go to 3.
+
+A failed reference job is left out, reported and counted; when more than ``max_failed_fraction`` of the
+jobs so far have failed the loop stops with exit code 410, keeping what it has computed.
+"""
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, while_
+
+from aiida_irspec.calculations.fit import fit_polarization_model
+from aiida_irspec.calculations.learning import learning_history, pool_uncertainty
+from aiida_irspec.campaign.spec import ERROR_ESTIMATES, STRATEGIES
+from aiida_irspec.data.born_charges import BornChargesData
+from aiida_irspec.data.polarization_model import PolarizationModelData
+from aiida_irspec.workflows.born_charges import BornChargesWorkChain
+from aiida_irspec.workflows.select import SelectWorkChain
+
+DEFAULTS = {"strategy": "uncertainty", "initial": 8, "batch": 4, "budget": 40, "target_error": 0.05,
+            "error_estimate": "holdout", "holdout": 8, "seed": 0, "max_concurrent": 4, "max_failed_fraction": 0.25}
+
+
+def _validate_settings(value, _):
+    settings = value.get_dict()
+    unknown = sorted(set(settings) - set(DEFAULTS))
+    if unknown:
+        return f"unknown settings {', '.join(unknown)}; known: {', '.join(DEFAULTS)}"
+    settings = {**DEFAULTS, **settings}
+    if settings["strategy"] not in STRATEGIES:
+        return f"strategy {settings['strategy']!r}: use one of {', '.join(STRATEGIES)}"
+    if settings["error_estimate"] not in ERROR_ESTIMATES:
+        return f"error_estimate {settings['error_estimate']!r}: use one of {', '.join(ERROR_ESTIMATES)}"
+    if settings["error_estimate"] in ("holdout", "both") and settings["holdout"] < 1:
+        return "error_estimate 'holdout' or 'both' needs holdout >= 1"
+    if min(settings["initial"], settings["batch"], settings["max_concurrent"]) < 1:
+        return "initial, batch and max_concurrent must be >= 1"
+    return None
+
+
+class ActiveLearningWorkChain(WorkChain):
+    """Seed set, then: reference Born charges, fit, error estimate, choose more, until the target or budget."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("pool", valid_type=orm.TrajectoryData, help="Frames to learn from (e.g. a sampling NVT run).")
+        spec.input("candidates", valid_type=orm.List, required=False,
+                   help="Frame indices of the pool that may be used (default: all).")
+        spec.input("settings", valid_type=orm.Dict, default=lambda: orm.Dict(DEFAULTS), validator=_validate_settings,
+                   help=f"Loop settings; defaults {DEFAULTS}.")
+        spec.input("model_settings", valid_type=orm.Dict, default=lambda: orm.Dict({}),
+                   help="Settings of fit_polarization_model (descriptor, baseline, basis, n_sparse, regularization).")
+        spec.expose_inputs(BornChargesWorkChain, namespace="born_charges", exclude=("structure",))
+        spec.outline(
+            cls.setup,
+            cls.select_holdout,
+            cls.select_initial,
+            cls.queue_selection,
+            while_(cls.has_queue)(cls.launch_references, cls.collect_references),
+            cls.fit,
+            cls.estimate_error,
+            while_(cls.should_continue)(
+                cls.select_batch,
+                cls.queue_selection,
+                while_(cls.has_queue)(cls.launch_references, cls.collect_references),
+                cls.fit,
+                cls.estimate_error,
+            ),
+            cls.results,
+        )
+        spec.output("model", valid_type=PolarizationModelData, help="The last fitted model.")
+        spec.output("history", valid_type=orm.Dict, help="One row per fit: batch, reference jobs, errors.")
+        spec.output_namespace("born_charges", valid_type=BornChargesData, dynamic=True,
+                              help="Reference Born charges by frame (frame_<index>), training and held out.")
+        spec.output_namespace("structures", valid_type=orm.StructureData, dynamic=True,
+                              help="The reference structures by frame (frame_<index>).")
+        spec.exit_code(410, "ERROR_TOO_MANY_FAILED_REFERENCES",
+                       message="{failed} of {attempted} reference jobs failed (more than the allowed fraction "
+                               "{fraction}); results so far are kept.")
+        spec.exit_code(411, "ERROR_NO_TRAINING_DATA", message="no reference job of the seed set succeeded.")
+        spec.exit_code(412, "ERROR_SELECTION_FAILED", message="choosing frames failed: {message}")
+
+    # ------------------------------------------------------------------ set-up and selection
+    def setup(self):
+        self.ctx.settings = {**DEFAULTS, **self.inputs.settings.get_dict()}
+        self.ctx.structures = {}  # frame (str) -> StructureData
+        self.ctx.references = {}  # frame (str) -> BornChargesData
+        self.ctx.failed = {}  # frame (str) -> pk of the failed job
+        self.ctx.holdout = []
+        self.ctx.training = []
+        self.ctx.queue = []
+        self.ctx.batch = []
+        self.ctx.iteration = 0
+        self.ctx.rows = []
+        self.ctx.models = {}
+        self.ctx.uncertainty = {}
+        self.ctx.converged = False
+        self.ctx.stop_reason = None
+
+    def _select(self, number, strategy, label, model=None):
+        """Launch irspec.select for ``number`` frames not chosen before."""
+        inputs = {"pool": self.inputs.pool, "number": orm.Int(number), "strategy": orm.Str(strategy),
+                  "seed": orm.Int(self.ctx.settings["seed"] + self.ctx.iteration),
+                  "metadata": {"call_link_label": label, "label": f"{label} ({strategy})"}}
+        chosen = self.ctx.holdout + self.ctx.training + [int(f) for f in self.ctx.failed]
+        if chosen:
+            inputs["exclude"] = orm.List(chosen)
+        if "candidates" in self.inputs:
+            inputs["candidates"] = self.inputs.candidates
+        if "descriptor" in self.inputs.model_settings.get_dict():
+            inputs["descriptor"] = orm.Dict(self.inputs.model_settings["descriptor"])
+        if model is not None:
+            inputs["model"] = model
+        return self.submit(SelectWorkChain, **inputs)
+
+    def _use_holdout(self):
+        return self.ctx.settings["error_estimate"] in ("holdout", "both")
+
+    def select_holdout(self):
+        """Random held-out frames: an unbiased sample of the pool for the error estimate."""
+        if not self._use_holdout():
+            return None
+        return ToContext(holdout_selection=self._select(self.ctx.settings["holdout"], "random", "select_holdout"))
+
+    def select_initial(self):
+        """The seed set, by farthest-point sampling (held-out frames excluded)."""
+        if self._use_holdout():
+            exit_code = self._take_selection("holdout_selection", self.ctx.holdout)
+            if exit_code:
+                return exit_code
+        return ToContext(selection=self._select(self.ctx.settings["initial"], "farthest_point", "select_initial"))
+
+    def select_batch(self):
+        """The next batch, by the chosen strategy (uncertainty uses the current model)."""
+        self.ctx.iteration += 1
+        remaining = self.ctx.settings["budget"] - self._attempted()
+        number = min(self.ctx.settings["batch"], remaining)
+        strategy = self.ctx.settings["strategy"]
+        model = self.ctx.model if strategy == "uncertainty" else None
+        return ToContext(selection=self._select(number, strategy, f"select_batch_{self.ctx.iteration}", model))
+
+    def _take_selection(self, key, target):
+        """Move the frames of a finished selection into ``target`` and the queue; an exit code on failure."""
+        node = self.ctx[key]
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_SELECTION_FAILED.format(message=f"{node.process_label}<{node.pk}> "
+                                                                         f"exit {node.exit_status}")
+        frames = node.outputs.indices.get_list()
+        target.extend(frames)
+        for frame in frames:
+            self.ctx.structures[str(frame)] = node.outputs.structures[f"frame_{frame}"]
+        self.ctx.queue.extend(frames)
+        self.ctx.batch = frames
+        return None
+
+    def queue_selection(self):
+        return self._take_selection("selection", self.ctx.training)
+
+    # ------------------------------------------------------------------ reference calculations
+    def has_queue(self):
+        return bool(self.ctx.queue)
+
+    def _attempted(self):
+        return len(self.ctx.references) + len(self.ctx.failed)
+
+    def launch_references(self):
+        """Born charges of the next at most ``max_concurrent`` queued frames, in parallel."""
+        wave, self.ctx.queue = (self.ctx.queue[:self.ctx.settings["max_concurrent"]],
+                                self.ctx.queue[self.ctx.settings["max_concurrent"]:])
+        self.ctx.wave = wave
+        launched = {}
+        for frame in wave:
+            inputs = AttributeDict(self.exposed_inputs(BornChargesWorkChain, namespace="born_charges"))
+            inputs.structure = self.ctx.structures[str(frame)]
+            inputs.metadata = {"call_link_label": f"born_charges_frame_{frame}",
+                               "label": f"born charges frame {frame}"}
+            launched[f"reference_{frame}"] = self.submit(BornChargesWorkChain, **inputs)
+        self.report(f"launched Born charges of frames {wave} ({len(self.ctx.queue)} more queued)")
+        return ToContext(**launched)
+
+    def collect_references(self):
+        """Keep the successful results; count, report and leave out the failed ones."""
+        for frame in self.ctx.wave:
+            node = self.ctx[f"reference_{frame}"]
+            if node.is_finished_ok:
+                self.ctx.references[str(frame)] = node.outputs.born_charges
+            else:
+                self.ctx.failed[str(frame)] = node.pk
+                self.report(f"reference job {node.process_label}<{node.pk}> for frame {frame} failed "
+                            f"(exit {node.exit_status}: {node.exit_message}); frame left out")
+        attempted, failed = self._attempted(), len(self.ctx.failed)
+        if failed and failed / attempted > self.ctx.settings["max_failed_fraction"]:
+            self.report(f"{failed} of {attempted} reference jobs failed: stopping")
+            self.ctx.stop_reason = "too many failed reference jobs"
+            self._attach_results()
+            return self.exit_codes.ERROR_TOO_MANY_FAILED_REFERENCES.format(
+                failed=failed, attempted=attempted, fraction=self.ctx.settings["max_failed_fraction"])
+        return None
+
+    # ------------------------------------------------------------------ fit and error
+    def _namespace(self, frames):
+        """(structures, born_charges) namespaces of the frames with successful references."""
+        done = [str(f) for f in frames if str(f) in self.ctx.references]
+        return ({f"frame_{f}": self.ctx.structures[f] for f in done},
+                {f"frame_{f}": self.ctx.references[f] for f in done})
+
+    def fit(self):
+        """Fit the model to every training reference; held-out references give its validation error."""
+        structures, born_charges = self._namespace(self.ctx.training)
+        if not born_charges:
+            return self.exit_codes.ERROR_NO_TRAINING_DATA
+        inputs = {"settings": self.inputs.model_settings, "structures": structures, "born_charges": born_charges}
+        holdout_structures, holdout_born_charges = self._namespace(self.ctx.holdout)
+        if self._use_holdout() and holdout_born_charges:
+            inputs.update(holdout_structures=holdout_structures, holdout_born_charges=holdout_born_charges)
+        key = f"iteration_{self.ctx.iteration}"
+        self.ctx.model = fit_polarization_model(
+            **inputs, metadata={"call_link_label": f"fit_{key}",
+                                "label": f"fit on {len(born_charges)} structures (iteration {self.ctx.iteration})"})
+        self.ctx.models[key] = self.ctx.model
+        return None
+
+    def estimate_error(self):
+        """Held-out RMSE of Z, RMS uncertainty on the pool, or the larger; record the row of the history."""
+        key = f"iteration_{self.ctx.iteration}"
+        estimate = self.ctx.settings["error_estimate"]
+        errors = []
+        if estimate in ("holdout", "both"):
+            errors.append(self.ctx.model.born_charges_rmse)
+        if estimate in ("uncertainty", "both"):
+            inputs = {"model": self.ctx.model, "pool": self.inputs.pool,
+                      "metadata": {"call_link_label": f"uncertainty_{key}"}}
+            if "candidates" in self.inputs:
+                inputs["candidates"] = self.inputs.candidates
+            self.ctx.uncertainty[key] = pool_uncertainty(**inputs)
+            errors.append(self.ctx.uncertainty[key]["rms"])
+        error = max(errors)
+        self.ctx.converged = error <= self.ctx.settings["target_error"]
+        self.ctx.rows.append({"iteration": self.ctx.iteration, "batch": list(self.ctx.batch),
+                              "attempted": self._attempted(), "failed": len(self.ctx.failed), "error": error})
+        self.report(f"iteration {self.ctx.iteration}: {len(self.ctx.references)} references "
+                    f"({len(self.ctx.failed)} failed), error {error:.4f} |e| (target "
+                    f"{self.ctx.settings['target_error']})")
+
+    def should_continue(self):
+        if self.ctx.converged:
+            self.ctx.stop_reason = "target error reached"
+            return False
+        if self._attempted() >= self.ctx.settings["budget"]:
+            self.ctx.stop_reason = "budget of reference jobs spent"
+            return False
+        return True
+
+    # ------------------------------------------------------------------ outputs
+    def _attach_results(self):
+        """Attach the model, the references and the history (also when the loop stops early)."""
+        if "model" in self.ctx:
+            self.out("model", self.ctx.model)
+        for frame, node in self.ctx.references.items():
+            self.out(f"born_charges.frame_{frame}", node)
+            self.out(f"structures.frame_{frame}", self.ctx.structures[frame])
+        if self.ctx.rows:
+            log = {"rows": self.ctx.rows, "holdout": self.ctx.holdout, "failed_frames": sorted(map(int, self.ctx.failed)),
+                   "failed_jobs": sorted(self.ctx.failed.values()), "target_error": self.ctx.settings["target_error"],
+                   "converged": self.ctx.converged, "stop_reason": self.ctx.stop_reason,
+                   "strategy": self.ctx.settings["strategy"], "error_estimate": self.ctx.settings["error_estimate"]}
+            used = {row_key: self.ctx.models[row_key] for row_key in (f"iteration_{r['iteration']}" for r in self.ctx.rows)}
+            self.out("history", learning_history(orm.Dict(log), models=used, uncertainty=self.ctx.uncertainty,
+                                                 metadata={"call_link_label": "history"}))
+
+    def results(self):
+        self.report(f"stopped: {self.ctx.stop_reason}")
+        self._attach_results()

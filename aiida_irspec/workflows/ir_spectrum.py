@@ -1,0 +1,236 @@
+"""``irspec.ir_spectrum``: N independent NVE runs from decorrelated NVT snapshots, dP/dt of each, one spectrum.
+
+1. an NVT run (``irspec.md``) of ``thermalization + runs * decorrelation`` fs, stored every ``decorrelation``;
+2. its last ``runs`` frames (positions and velocities) start ``runs`` NVE runs (``irspec.md``), at most
+   ``max_concurrent`` at a time;
+3. dP/dt of the model along each NVE trajectory (``irspec.predict_pdot``, on the computer of the
+   trajectory's code);
+4. the Green-Kubo spectrum of each run, their mean and +-2 standard-error band (``aggregate_spectra``).
+
+With ``reference_dipoles`` the NVE runs also record the engine's own dipole (tblite: molecules and
+clusters), and ``reference_spectrum`` is the same aggregation of those dipoles along the same runs: the
+validation of the model against its reference (with ``route`` "polarization" the model's P is processed
+exactly like the dipoles; with "velocity" the two frequency grids agree only when the correlation time is
+set by the window, not by the run length). A failed NVE or prediction job is left out, reported and
+counted; above ``max_failed_fraction`` the WorkChain stops with 420, keeping what it has.
+"""
+
+import math
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, while_
+
+from aiida_irspec.calculations.aggregate import aggregate_spectra
+from aiida_irspec.calculations.predict import PredictPdotCalculation
+from aiida_irspec.calculations.snapshots import extract_snapshots, trajectory_polarization
+from aiida_irspec.data.ir_spectrum import IRSpectrumData
+from aiida_irspec.data.polarization_model import PolarizationModelData
+from aiida_irspec.workflows.md import MdWorkChain
+
+DEFAULTS = {"temperature": 300.0, "runs": 8, "steps": 4000, "timestep": 0.5, "stride": 1, "decorrelation": 200.0,
+            "thermalization": 200.0, "seed": 2, "max_concurrent": 4, "max_failed_fraction": 0.25,
+            "reference_dipoles": False, "route": "velocity"}
+MD_OWN = ("structure", "ensemble", "temperature", "steps", "timestep", "stride", "seed", "initial_velocities")
+
+
+def _validate_settings(value, _):
+    settings = value.get_dict()
+    unknown = sorted(set(settings) - set(DEFAULTS))
+    if unknown:
+        return f"unknown settings {', '.join(unknown)}; known: {', '.join(DEFAULTS)}"
+    settings = {**DEFAULTS, **settings}
+    for key in ("temperature", "timestep", "decorrelation"):
+        if not settings[key] > 0:
+            return f"{key} must be positive, got {settings[key]}"
+    for key in ("runs", "steps", "stride", "max_concurrent"):
+        if not (isinstance(settings[key], int) and settings[key] >= 1):
+            return f"{key} must be a positive integer, got {settings[key]}"
+    if settings["steps"] % settings["stride"]:
+        return f"stride {settings['stride']} must divide steps {settings['steps']}"
+    if settings["route"] not in ("velocity", "polarization"):
+        return f"route {settings['route']!r}: use 'velocity' or 'polarization'"
+    return None
+
+
+class IRSpectrumWorkChain(WorkChain):
+    """IR spectrum with a confidence band from a polarization model along independent NVE runs."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("structure", valid_type=orm.StructureData, help="Starting structure of the NVT run.")
+        spec.input("initial_velocities", valid_type=orm.ArrayData, required=False,
+                   help="Velocities (N, 3) A/fs to start the NVT run from (e.g. the end of an earlier run).")
+        spec.input("model", valid_type=PolarizationModelData, help="The polarization model.")
+        spec.input("settings", valid_type=orm.Dict, default=lambda: orm.Dict(DEFAULTS), validator=_validate_settings,
+                   help=f"Runs: temperature (K), runs, steps, timestep (fs), stride, decorrelation and "
+                        f"thermalization (fs), seed, max_concurrent, max_failed_fraction, reference_dipoles, route "
+                        f"of the prediction (velocity: dP/dt; polarization: P, differenced like the dipoles); "
+                        f"defaults {DEFAULTS}.")
+        spec.input("spectrum", valid_type=orm.Dict,
+                   help="Settings of aggregate_spectra: volume or molecules, window, width_cm1, "
+                        "max_correlation_fs, quantum_correction, bootstrap (the temperature comes from settings).")
+        spec.expose_inputs(MdWorkChain, namespace="md", exclude=MD_OWN)
+        spec.input("predict.code", valid_type=orm.AbstractCode, help="The `aiida-irspec` Code for irspec.predict_pdot.")
+        spec.input("predict.options", valid_type=orm.Dict, required=False,
+                   help="metadata.options of the prediction jobs.")
+        spec.outline(
+            cls.run_nvt,
+            cls.extract_snapshots,
+            while_(cls.has_nve_queue)(cls.launch_nve, cls.collect_nve),
+            while_(cls.has_predict_queue)(cls.launch_predict, cls.collect_predict),
+            cls.aggregate,
+        )
+        spec.output("spectrum", valid_type=IRSpectrumData, help="Mean spectrum of the runs with its band.")
+        spec.output("reference_spectrum", valid_type=IRSpectrumData, required=False,
+                    help="The same from the engine's own dipoles (reference_dipoles).")
+        spec.output_namespace("pdot", valid_type=orm.ArrayData, dynamic=True, help="dP/dt of each run (run_<k>).")
+        spec.output_namespace("trajectories", valid_type=orm.TrajectoryData, dynamic=True,
+                              help="The NVE trajectories (run_<k>).")
+        spec.output("nvt_trajectory", valid_type=orm.TrajectoryData, help="The NVT run the snapshots come from.")
+        spec.exit_code(420, "ERROR_TOO_MANY_FAILED_RUNS", message="{failed} of {attempted} NVE/prediction jobs "
+                       "failed (more than the allowed fraction {fraction}); results so far are kept.")
+        spec.exit_code(421, "ERROR_NVT_FAILED", message="the NVT run <{pk}> failed: {message}")
+
+    def _settings(self):
+        return {**DEFAULTS, **self.inputs.settings.get_dict()}
+
+    def _md_inputs(self, label, **values):
+        inputs = AttributeDict(self.exposed_inputs(MdWorkChain, namespace="md"))
+        inputs.update(values)
+        inputs.metadata = {"call_link_label": label.replace(" ", "_"), "label": label}
+        return inputs
+
+    def run_nvt(self):
+        """NVT from the structure; frames every ``decorrelation`` fs, the last ``runs`` become snapshots."""
+        settings = self._settings()
+        self.ctx.failed = {}
+        self.ctx.stride = max(1, round(settings["decorrelation"] / settings["timestep"]))
+        self.ctx.skip = math.ceil(settings["thermalization"] / settings["decorrelation"])
+        steps = (self.ctx.skip + settings["runs"]) * self.ctx.stride
+        inputs = self._md_inputs("nvt", structure=self.inputs.structure, ensemble=orm.Str("nvt"),
+                                 temperature=orm.Float(settings["temperature"]), steps=orm.Int(steps),
+                                 timestep=orm.Float(settings["timestep"]), stride=orm.Int(self.ctx.stride),
+                                 seed=orm.Int(settings["seed"]))
+        if "initial_velocities" in self.inputs:
+            inputs.initial_velocities = self.inputs.initial_velocities
+        node = self.submit(MdWorkChain, **inputs)
+        self.report(f"NVT run {node.process_label}<{node.pk}>: {steps} steps, snapshots every "
+                    f"{self.ctx.stride * settings['timestep']} fs")
+        return ToContext(nvt=node)
+
+    def extract_snapshots(self):
+        node = self.ctx.nvt
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_NVT_FAILED.format(pk=node.pk, message=node.exit_message)
+        trajectory = node.outputs.trajectory
+        self.out("nvt_trajectory", trajectory)
+        frames = list(range(self.ctx.skip + 1, trajectory.numsteps))
+        self.ctx.snapshots = extract_snapshots(trajectory, orm.List(frames),
+                                               metadata={"call_link_label": "snapshots"})
+        self.ctx.nve_queue = frames
+        self.ctx.predict_queue = []
+        self.ctx.pdot = {}
+        self.ctx.launched = 0
+        return None
+
+    def has_nve_queue(self):
+        return bool(self.ctx.nve_queue)
+
+    def launch_nve(self):
+        settings = self._settings()
+        wave = self.ctx.nve_queue[:settings["max_concurrent"]]
+        self.ctx.nve_queue = self.ctx.nve_queue[settings["max_concurrent"]:]
+        self.ctx.wave = wave
+        launched = {}
+        for k in wave:
+            inputs = self._md_inputs(f"nve run {k}", structure=self.ctx.snapshots[f"structure_{k}"],
+                                     initial_velocities=self.ctx.snapshots[f"velocities_{k}"],
+                                     ensemble=orm.Str("nve"), temperature=orm.Float(settings["temperature"]),
+                                     steps=orm.Int(settings["steps"]), timestep=orm.Float(settings["timestep"]),
+                                     stride=orm.Int(settings["stride"]), seed=orm.Int(settings["seed"] + k))
+            if settings["reference_dipoles"]:
+                overrides = inputs.overrides.get_dict() if "overrides" in inputs else {}
+                parameters = {**overrides.get("parameters", {}), "record_dipoles": True}  # tblite's MD setting
+                inputs.overrides = orm.Dict({**overrides, "parameters": parameters})
+            launched[f"nve_{k}"] = self.submit(MdWorkChain, **inputs)
+        self.report(f"launched NVE runs from snapshots {wave}")
+        return ToContext(**launched)
+
+    def _fail(self, k, node, what):
+        """Leave run ``k`` out: record and report the failed job."""
+        self.ctx.failed[str(k)] = node.pk
+        self.report(f"{what} {node.process_label}<{node.pk}> of run {k} failed (exit {node.exit_status}: "
+                    f"{node.exit_message}); run left out")
+
+    def _too_many_failures(self):
+        """Exit code 420 (after aggregating what there is) when too large a fraction of the runs failed."""
+        settings = self._settings()
+        failed, attempted = len(self.ctx.failed), self.ctx.launched
+        if failed and failed / attempted > settings["max_failed_fraction"]:
+            self.report(f"{failed} of {attempted} runs failed: stopping")
+            if self.ctx.pdot:
+                self.aggregate()
+            return self.exit_codes.ERROR_TOO_MANY_FAILED_RUNS.format(failed=failed, attempted=attempted,
+                                                                     fraction=settings["max_failed_fraction"])
+        return None
+
+    def collect_nve(self):
+        for k in self.ctx.wave:
+            node = self.ctx[f"nve_{k}"]
+            if node.is_finished_ok:
+                self.ctx.predict_queue.append(k)
+                self.out(f"trajectories.run_{k}", node.outputs.trajectory)
+            else:
+                self._fail(k, node, "NVE run")
+        self.ctx.launched += len(self.ctx.wave)
+        return self._too_many_failures()
+
+    def has_predict_queue(self):
+        return bool(self.ctx.predict_queue)
+
+    def launch_predict(self):
+        """dP/dt of the model along the finished NVE runs, at most ``max_concurrent`` at a time."""
+        settings = self._settings()
+        wave = self.ctx.predict_queue[:settings["max_concurrent"]]
+        self.ctx.predict_queue = self.ctx.predict_queue[settings["max_concurrent"]:]
+        self.ctx.wave = wave
+        launched = {}
+        for k in wave:
+            inputs = {"code": self.inputs.predict.code, "model": self.inputs.model,
+                      "trajectory": self.ctx[f"nve_{k}"].outputs.trajectory,
+                      "settings": orm.Dict({"route": settings["route"]}),
+                      "metadata": {"call_link_label": f"pdot_run_{k}", "label": f"dP/dt run {k}"}}
+            if "options" in self.inputs.predict:
+                inputs["metadata"]["options"] = self.inputs.predict.options.get_dict()
+            launched[f"predict_{k}"] = self.submit(PredictPdotCalculation, **inputs)
+        return ToContext(**launched)
+
+    def collect_predict(self):
+        for k in self.ctx.wave:
+            node = self.ctx[f"predict_{k}"]
+            if node.is_finished_ok:
+                self.ctx.pdot[f"run_{k}"] = node.outputs.pdot
+                self.out(f"pdot.run_{k}", node.outputs.pdot)
+            else:
+                self._fail(k, node, "prediction")
+        return self._too_many_failures()
+
+    def _spectrum_settings(self):
+        return orm.Dict({**self.inputs.spectrum.get_dict(), "temperature": float(self._settings()["temperature"])})
+
+    def aggregate(self):
+        """The mean spectrum of the runs (and of the engine's own dipoles, when recorded)."""
+        self.report(f"aggregating {len(self.ctx.pdot)} runs ({len(self.ctx.failed)} failed)")
+        settings = self._spectrum_settings()
+        self.out("spectrum", aggregate_spectra(settings, **self.ctx.pdot,
+                                               metadata={"call_link_label": "aggregate",
+                                                         "label": f"spectrum of {len(self.ctx.pdot)} runs"}))
+        if self._settings()["reference_dipoles"]:
+            dipoles = {label: trajectory_polarization(self.ctx[f"nve_{label.split('_')[1]}"].outputs.trajectory,
+                                                      metadata={"call_link_label": f"dipoles_{label}"})
+                       for label in self.ctx.pdot}
+            self.out("reference_spectrum", aggregate_spectra(settings, **dipoles,
+                                                             metadata={"call_link_label": "aggregate_reference",
+                                                                       "label": "spectrum of the engine dipoles"}))

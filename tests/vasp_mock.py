@@ -1,0 +1,124 @@
+"""Helpers to run aiida-irspec's VASP WorkChains against aiida-vasp's ``mock-vasp``.
+
+``mock-vasp`` (a console script of aiida-vasp) stands in for the VASP executable: it parses the INCAR,
+POSCAR and KPOINTS it is given, hashes them, and copies in the outputs of the registry case with the
+same hash (``MOCK_VASP_REG_BASE``/CASE/inp/{INCAR,POSCAR,KPOINTS} + CASE/out/*); without a match it
+fails. Registries are built per test in a temporary folder from the REAL VASP outputs in
+../shared/data; the case inputs are the files the WorkChain's CalcJob writes (made by a dry run of
+the same inputs), or the run's own real input files where those hash the same.
+
+POTCARs: VASP's potentials are licensed and VASP never runs here, so, as aiida-vasp's own tests do,
+the potential family is uploaded from stand-in POTCAR files (header only: TITEL, LEXCH, POMASS, ZVAL,
+ENMAX) that aiida-vasp can parse. mock-vasp ignores the POTCAR.
+"""
+
+import gzip
+import os
+import pathlib
+import shutil
+import sys
+
+POTCAR_FAMILY = "irspec-test-standin"
+
+_POTCAR_STANDIN = """  PAW_PBE {name} 01Jan2000
+   {zval:.8f}
+ parameters from PSCTR are:
+   VRHFIN ={element}: stand-in for tests, not a potential
+   LEXCH  = PE
+   TITEL  = PAW_PBE {name} 01Jan2000
+   POMASS =  {mass:8.3f}; ZVAL   = {zval:8.3f}    mass and valenz
+   ENMAX  =  400.000; ENMIN  =  300.000 eV
+   LPAW   =        T    paw PP
+ END of PSCTR-controll parameters
+ End of Dataset
+"""
+
+
+def upload_standin_family(folder, names, label=POTCAR_FAMILY):
+    """Upload stand-in POTCARs (one per POTCAR name, e.g. ``Zr_sv``) as the potential family ``label``."""
+    from aiida.plugins import DataFactory
+    from ase.data import atomic_masses, atomic_numbers
+
+    folder = pathlib.Path(folder) / label
+    for name in names:
+        element = name.split("_")[0]
+        path = folder / name / "POTCAR"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_POTCAR_STANDIN.format(name=name, element=element, zval=1.0,
+                                               mass=atomic_masses[atomic_numbers[element]]))
+    DataFactory("vasp.potcar").upload_potcar_family(str(folder), label, "stand-ins for tests",
+                                                   stop_if_existing=False)
+    return label
+
+
+def mock_vasp_code(computer, label="mock-vasp"):
+    """An InstalledCode running aiida-vasp's strict ``mock-vasp`` on ``computer``."""
+    from aiida import orm
+
+    from aiida.common.exceptions import NotExistent
+
+    try:
+        return orm.load_code(f"{label}@{computer.label}")
+    except NotExistent:
+        pass
+    executable = shutil.which("mock-vasp") or str(pathlib.Path(sys.executable).parent / "mock-vasp")
+    return orm.InstalledCode(label=label, computer=computer, filepath_executable=executable,
+                             default_calc_job_plugin="vasp.vasp").store()
+
+
+def registry_options(registry):
+    """CalcJob options that point mock-vasp at ``registry``."""
+    return {"resources": {"num_machines": 1}, "max_wallclock_seconds": 600,
+            "prepend_text": f"export MOCK_VASP_REG_BASE={registry}"}
+
+
+def written_inputs(process_class, inputs, folder):
+    """The INCAR, POSCAR and KPOINTS that ``process_class`` writes for ``inputs`` (a dry run), copied to ``folder``.
+
+    :returns: the dry-run folder (for inspecting everything else it wrote).
+    """
+    from aiida.engine import run_get_node
+
+    inputs = dict(inputs)
+    metadata = dict(inputs.pop("metadata", {}))
+    metadata.update({"dry_run": True, "store_provenance": False})
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cwd = os.getcwd()
+    os.chdir(folder)  # a dry run writes its submit_test/ folder into the working directory
+    try:
+        _, node = run_get_node(process_class, metadata=metadata, **inputs)
+    finally:
+        os.chdir(cwd)
+    dry = folder / node.dry_run_info["folder"]
+    for name in ("INCAR", "POSCAR", "KPOINTS"):
+        shutil.copy(dry / name, folder / name)
+    return dry
+
+
+def add_outputs(case, outputs):
+    """Copy real VASP output files into ``case``/out (``name -> path``; ``.gz`` files are decompressed)."""
+    out = pathlib.Path(case) / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, path in outputs.items():
+        path = pathlib.Path(path)
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as source, open(out / name, "wb") as target:
+                shutil.copyfileobj(source, target)
+        else:
+            shutil.copy(path, out / name)
+    return pathlib.Path(case)
+
+
+VASP_OUTPUTS = ("OUTCAR", "vasprun.xml", "CONTCAR", "OSZICAR", "XDATCAR", "EIGENVAL", "DOSCAR", "IBZKPT",
+                "PCDAT", "DYNMAT", "REPORT", "vasp_output")
+
+
+def add_real_run(case, run_dir, inputs=("INCAR", "POSCAR", "KPOINTS")):
+    """A case made entirely of a real run folder: its own input files, and its VASP output files as outputs."""
+    run_dir = pathlib.Path(run_dir)
+    inp = pathlib.Path(case) / "inp"
+    inp.mkdir(parents=True, exist_ok=True)
+    for name in inputs:
+        shutil.copy(run_dir / name, inp / name)
+    return add_outputs(case, {name: run_dir / name for name in VASP_OUTPUTS if (run_dir / name).is_file()})
