@@ -21,3 +21,15 @@ html_theme = "furo"
 html_title = "aiida-irspec"
 autodoc_mock_imports = []
 nitpicky = False
+
+
+def _escape_rst(app, ctx, lines):
+    """Click help texts are plain text: escape the characters reStructuredText would read as markup
+    ("|e|" for the elementary charge, a lone "*")."""
+    for k, line in enumerate(lines):
+        lines[k] = line.replace("|", "\\|").replace("*", "\\*")
+
+
+def setup(app):
+    for part in ("description", "options", "arguments", "epilog"):
+        app.connect(f"sphinx-click-process-{part}", _escape_rst)
