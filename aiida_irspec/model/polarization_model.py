@@ -16,6 +16,7 @@ import numpy as np
 from aiida_irspec.exceptions import InputError, ModelError
 from aiida_irspec.model import baseline as baseline_charges
 from aiida_irspec.model.descriptors import DescriptorSettings, FeatureSpace
+from aiida_irspec.model.sampling import farthest_point, standardise
 from aiida_irspec.model.solver import NormalEquations, cross_validation_errors, solve_targets
 
 FORMAT_VERSION = 1
@@ -222,7 +223,8 @@ class PolarizationModel:
             features = np.concatenate(pool[s])  # (atoms, 3, F)
             if len(features) > 5000:
                 features = features[np.sort(rng.choice(len(features), 5000, replace=False))]
-            chosen = farthest_point_sampling(np.sum(features**2, axis=1), self.n_sparse or 100)
+            invariants = np.sum(features**2, axis=1)
+            chosen = farthest_point(standardise(invariants), min(self.n_sparse or 100, len(invariants)))
             reference = features[chosen] * ~zero[s]
             self.references[z] = reference
             blocks.append(reference.reshape(-1, space.n_per_species).T)
@@ -377,20 +379,6 @@ class PolarizationModel:
         model.references = references or None
         model.metrics = header["metrics"]
         return model
-
-
-def farthest_point_sampling(points, n):
-    """Indices of ``n`` rows of ``points`` (M, D) by greedy farthest-point sampling (standardised columns)."""
-    points = np.asarray(points, dtype=float)
-    n = min(int(n), len(points))
-    spread = points.std(axis=0)
-    x = points / np.where(spread > 0, spread, 1.0)
-    chosen = [int(np.argmax(np.sum((x - x.mean(0)) ** 2, axis=1)))]
-    distance = np.sum((x - x[chosen[0]]) ** 2, axis=1)
-    for _ in range(n - 1):
-        chosen.append(int(np.argmax(distance)))
-        distance = np.minimum(distance, np.sum((x - x[chosen[-1]]) ** 2, axis=1))
-    return np.array(chosen)
 
 
 def _cv_rmse(normal, alpha, zero, target, basis):
