@@ -36,6 +36,22 @@ def trajectory_data(result):
 SMALL_DESCRIPTOR = {"cutoff": 4.0, "n_radial": 4, "l_max": 2}
 
 
+def tiny_campaign_spec(engine_code, predict_code):
+    """The TINY water-dimer campaign spec (dict) on tblite, with the full labels of its two codes."""
+    return {
+        "name": "tiny-water-dimer", "engine": "tblite", "temperature": 300,
+        "structure": {"file": str(WATER_DIMER), "molecules": 2},
+        "codes": {"engine": engine_code, "predict": predict_code},
+        "sampling": {"steps": 400, "timestep": 0.5, "stride": 10, "equilibration": 50, "protocol": "fast"},
+        "born_charges": {"protocol": "fast", "max_concurrent": 2},
+        "active_learning": {"strategy": "uncertainty", "initial": 3, "batch": 2, "budget": 7, "holdout": 2,
+                            "target_error": 1e-6, "error_estimate": "holdout"},
+        "model": {**SMALL_DESCRIPTOR, "baseline": "zero"},
+        "spectrum": {"runs": 2, "steps": 200, "decorrelation": 25.0, "width_cm1": 80.0,
+                     "bands": {"stretch": [3000, 4000]}},
+    }
+
+
 @functools.lru_cache(maxsize=None)
 def dimer_references(n_frames=12):
     """(frames, Born charges) of ``n_frames`` evenly spaced frames of :func:`water_dimer_md`, by tblite."""

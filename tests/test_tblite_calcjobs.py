@@ -98,7 +98,8 @@ def test_md_nvt_calcjob_then_nve_workchain_from_its_last_frame(code, water_dimer
                                atol=1e-6)
     momentum = np.average(final_velocities, axis=0, weights=direct.masses)
     np.testing.assert_allclose(nve["trajectory"].get_array("velocities")[0], final_velocities - momentum, atol=1e-9)
-    assert set(nve) == {"trajectory", "final_structure", "final_velocities"}
+    assert set(nve) == {"trajectory", "final_structure", "final_velocities", "remote_folder"}
+    assert nve["remote_folder"].pk == child.outputs.remote_folder.pk
 
 
 def test_md_calcjob_energy_drift_exit_code_keeps_outputs(code, water_dimer):

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from campaign_helpers import SMALL_DESCRIPTOR, WATER_DIMER
+from campaign_helpers import tiny_campaign_spec
 
 
 @pytest.fixture
@@ -17,18 +17,7 @@ def tiny_spec(tmp_path, aiida_localhost, aiida_code_installed):
                                   default_calc_job_plugin="irspec.tblite.md", label="tblite")
     predict = aiida_code_installed(filepath_executable=executable, computer=aiida_localhost,
                                    default_calc_job_plugin="irspec.predict_pdot", label="irspec")
-    spec = {
-        "name": "tiny-water-dimer", "engine": "tblite", "temperature": 300,
-        "structure": {"file": str(WATER_DIMER), "molecules": 2},
-        "codes": {"engine": engine.full_label, "predict": predict.full_label},
-        "sampling": {"steps": 400, "timestep": 0.5, "stride": 10, "equilibration": 50, "protocol": "fast"},
-        "born_charges": {"protocol": "fast", "max_concurrent": 2},
-        "active_learning": {"strategy": "uncertainty", "initial": 3, "batch": 2, "budget": 7, "holdout": 2,
-                            "target_error": 1e-6, "error_estimate": "holdout"},
-        "model": {**SMALL_DESCRIPTOR, "baseline": "zero"},
-        "spectrum": {"runs": 2, "steps": 200, "decorrelation": 25.0, "width_cm1": 80.0,
-                     "bands": {"stretch": [3000, 4000]}},
-    }
+    spec = tiny_campaign_spec(engine.full_label, predict.full_label)
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path

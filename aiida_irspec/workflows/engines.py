@@ -7,6 +7,8 @@ or ``"md"``) with ``engine``; every such process class has the classmethod
 ``final_structure``, ``final_velocities``).
 """
 
+from aiida_irspec.engines.jobs import TRAJECTORY_FILE
+
 ENGINES = {
     "tblite": {"born_charges": "irspec.tblite.born_charges", "md": "irspec.tblite.md"},
     "vasp": {"born_charges": "irspec.vasp.born_charges", "md": "irspec.vasp.md"},
@@ -15,6 +17,11 @@ TASKS = ("born_charges", "md")
 
 # entry-point group of each engine's processes: tblite's are CalcJobs, VASP's are WorkChains
 GROUPS = {"tblite": "aiida.calculations", "vasp": "aiida.workflows"}
+
+#: The trajectory file in the ``remote_folder`` of each engine's MD process, where it is in the npz format that
+#: ``aiida-irspec pdot`` reads as it is (tblite: the ``engine md`` output). Engines not listed here, or whose MD
+#: process gives no ``remote_folder``, send their stored TrajectoryData to the dP/dt jobs instead.
+REMOTE_TRAJECTORY = {"tblite": TRAJECTORY_FILE}
 
 
 def engine_process(engine, task):

@@ -3,8 +3,10 @@
 1. an NVT run (``irspec.md``) of ``thermalization + runs * decorrelation`` fs, stored every ``decorrelation``;
 2. its last ``runs`` frames (positions and velocities) start ``runs`` NVE runs (``irspec.md``), at most
    ``max_concurrent`` at a time;
-3. dP/dt of the model along each NVE trajectory (``irspec.predict_pdot``, on the computer of the
-   trajectory's code);
+3. dP/dt of the model along each NVE trajectory (``irspec.predict_pdot``): where the trajectory lives when
+   the MD process gives its remote folder on the computer of the predict code and the engine's file there
+   is one ``aiida-irspec pdot`` reads (:data:`~aiida_irspec.workflows.engines.REMOTE_TRAJECTORY`; tblite),
+   so nothing is copied; else from the stored TrajectoryData;
 4. the Green-Kubo spectrum of each run, their mean and +-2 standard-error band (``aggregate_spectra``).
 
 With ``reference_dipoles`` the NVE runs also record the engine's own dipole (tblite: molecules and
@@ -199,13 +201,24 @@ class IRSpectrumWorkChain(WorkChain):
         launched = {}
         for k in wave:
             inputs = {"code": self.inputs.predict.code, "model": self.inputs.model,
-                      "trajectory": self.ctx[f"nve_{k}"].outputs.trajectory,
+                      **self._trajectory_inputs(self.ctx[f"nve_{k}"]),
                       "settings": orm.Dict({"route": settings["route"]}),
                       "metadata": {"call_link_label": f"pdot_run_{k}", "label": f"dP/dt run {k}"}}
             if "options" in self.inputs.predict:
                 inputs["metadata"]["options"] = self.inputs.predict.options.get_dict()
             launched[f"predict_{k}"] = self.submit(PredictPdotCalculation, **inputs)
         return ToContext(**launched)
+
+    def _trajectory_inputs(self, md_node):
+        """The trajectory inputs of a prediction job: the MD run's remote file, where it can be read, else
+        the stored TrajectoryData."""
+        from aiida_irspec.workflows.engines import REMOTE_TRAJECTORY
+
+        filename = REMOTE_TRAJECTORY.get(self.inputs.md.engine.value)
+        remote = md_node.outputs.remote_folder if "remote_folder" in md_node.outputs else None
+        if filename and remote is not None and remote.computer.uuid == self.inputs.predict.code.computer.uuid:
+            return {"remote_trajectory": remote, "trajectory_filename": orm.Str(filename)}
+        return {"trajectory": md_node.outputs.trajectory}
 
     def collect_predict(self):
         for k in self.ctx.wave:

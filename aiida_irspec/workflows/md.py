@@ -6,7 +6,7 @@ In: the common inputs of :mod:`.engine_base` plus ``ensemble`` (``"nvt"`` or ``"
 NVT run to start NVE from).
 Out: ``trajectory`` (TrajectoryData: unwrapped positions, cells, times in fs, velocities in Angstrom/fs;
 arrays potential_energy, kinetic_energy (eV), temperature (K); attribute ``units``), ``final_structure``
-and ``final_velocities`` of the last frame.
+and ``final_velocities`` of the last frame; ``remote_folder`` (the run folder) when the engine's process has one.
 """
 
 from aiida import orm
@@ -32,7 +32,8 @@ class MdWorkChain(EngineWorkChain):
     """NVT or NVE molecular dynamics of a structure, whatever the engine."""
 
     _task = "md"
-    _task_outputs = (("trajectory", True), ("final_structure", False), ("final_velocities", False))
+    _task_outputs = (("trajectory", True), ("final_structure", False), ("final_velocities", False),
+                     ("remote_folder", False))
 
     @classmethod
     def define(cls, spec):
@@ -53,6 +54,8 @@ class MdWorkChain(EngineWorkChain):
         spec.output("final_structure", valid_type=orm.StructureData, required=False, help="The last frame.")
         spec.output("final_velocities", valid_type=orm.ArrayData, required=False,
                     help="Velocities of the last frame: array 'velocities' (N, 3) in Angstrom/fs.")
+        spec.output("remote_folder", valid_type=orm.RemoteData, required=False,
+                    help="The engine's run folder, when the engine process gives one (tblite's CalcJob does).")
 
     def task_kwargs(self):
         kwargs = {"ensemble": self.inputs.ensemble.value, "temperature": float(self.inputs.temperature.value),

@@ -1,0 +1,59 @@
+"""`aiida-irspec campaign submit` on the production set-up: PostgreSQL + RabbitMQ profile, a real daemon."""
+
+import re
+import shutil
+import time
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from campaign_helpers import tiny_campaign_spec
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+
+def test_campaign_submit_runs_on_the_daemon(postgres_rabbitmq_profile, tmp_path):
+    from aiida import orm
+    from aiida.engine.daemon.client import DaemonClient
+
+    from aiida_irspec.cli import cli
+
+    profile = postgres_rabbitmq_profile
+    computer = orm.Computer(label="localhost-daemon", hostname="localhost", transport_type="core.local",
+                            scheduler_type="core.direct", workdir=str(tmp_path / "work")).store()
+    computer.configure(safe_interval=0.0)
+    computer.set_minimum_job_poll_interval(0.5)
+    executable = shutil.which("aiida-irspec")
+    engine = orm.InstalledCode(label="tblite", computer=computer, filepath_executable=executable,
+                               default_calc_job_plugin="irspec.tblite.md").store()
+    predict = orm.InstalledCode(label="irspec", computer=computer, filepath_executable=executable,
+                                default_calc_job_plugin="irspec.predict_pdot").store()
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(tiny_campaign_spec(engine.full_label, predict.full_label)))
+
+    out = CliRunner().invoke(cli, ["campaign", "submit", str(spec), "-p", profile.name])
+    assert out.exit_code == 0, out.output
+    pk = int(re.search(r"CampaignWorkChain<(\d+)>", out.output).group(1))
+    node = orm.load_node(pk)
+    assert node.label == "tiny-water-dimer" and not node.is_terminated  # waiting for a daemon
+
+    client = DaemonClient(profile)
+    client.start_daemon(timeout=120)  # generous: the machine may be loaded by other jobs
+    try:
+        deadline = time.monotonic() + 600
+        while not node.is_terminated and time.monotonic() < deadline:
+            time.sleep(1.0)
+        assert node.is_finished_ok, (node.process_state, node.exit_status, node.exit_message, client.daemon_log_file)
+    finally:
+        client.stop_daemon(wait=True, timeout=120)
+    deadline = time.monotonic() + 60
+    while client.is_daemon_running and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not client.is_daemon_running
+    spectrum = node.outputs.spectrum
+    assert spectrum.n_runs == 2 and spectrum.frequency_cm1.size > 0
+    history = node.outputs.history.get_dict()
+    assert history["rows"][-1]["attempted"] == 7
+    out = CliRunner().invoke(cli, ["campaign", "status", str(pk), "-p", profile.name])
+    assert out.exit_code == 0 and "7 done, 0 failed, 0 running" in out.output, out.output
