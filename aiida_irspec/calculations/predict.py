@@ -18,6 +18,7 @@ from aiida.common import CalcInfo, CodeInfo
 from aiida.engine import CalcJob
 
 from aiida_irspec.data.polarization_model import PolarizationModelData
+from aiida_irspec.settings import unknown_settings
 
 TRAJECTORY_FILE = "trajectory.npz"
 OUTPUT_FILE = "pdot.npz"
@@ -37,9 +38,9 @@ def _validate(inputs, _):
             return "the trajectory has no 'velocities' array: use settings {'route': 'polarization'}"
     if "settings" in inputs:
         settings = inputs["settings"].get_dict()
-        unknown = sorted(set(settings) - set(SETTINGS))
-        if unknown:
-            return f"unknown settings {', '.join(unknown)}; known: {', '.join(SETTINGS)}"
+        message = unknown_settings(settings, SETTINGS)
+        if message:
+            return message
         if settings.get("route", "velocity") not in SETTINGS["route"]:
             return f"settings route {settings['route']!r}: use one of {', '.join(SETTINGS['route'])}"
     return None

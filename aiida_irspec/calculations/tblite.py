@@ -30,13 +30,11 @@ from aiida.common import CalcInfo, CodeInfo
 from aiida.engine import CalcJob
 
 from aiida_irspec.engines import jobs
+from aiida_irspec.settings import unknown_settings
 
 def _validate_settings(defaults):
     def validator(value, _):
-        unknown = sorted(set(value.get_dict()) - set(defaults))
-        if unknown:
-            return f"unknown settings {', '.join(unknown)}; known: {', '.join(sorted(defaults))}"
-        return None
+        return unknown_settings(value.get_dict(), defaults)
 
     return validator
 

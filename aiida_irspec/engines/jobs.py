@@ -15,6 +15,7 @@ import numpy as np
 
 from aiida_irspec.engines.md import DEFAULT_DRIFT_THRESHOLD, DEFAULT_FLUCTUATION_THRESHOLD
 from aiida_irspec.exceptions import EngineError, InputError, MalformedFileError, PeriodicCellError
+from aiida_irspec.settings import unknown_settings
 
 # Default file names (the CalcJobs use them).
 STRUCTURE_FILE = "structure.extxyz"
@@ -64,9 +65,9 @@ def read_settings(path, defaults):
         raise MalformedFileError(path, error.lineno, "a JSON object", error.msg) from error
     if not isinstance(given, dict):
         raise MalformedFileError(path, None, "a JSON object", type(given).__name__)
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise InputError(f"{path}: unknown settings {', '.join(unknown)}; known: {', '.join(sorted(defaults))}")
+    message = unknown_settings(given, defaults)
+    if message:
+        raise InputError(f"{path}: {message}")
     for key, value in given.items():
         settings[key] = _typed(path, key, value, defaults[key])
     return settings

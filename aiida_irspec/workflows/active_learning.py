@@ -23,6 +23,7 @@ from aiida_irspec.calculations.learning import learning_history, pool_uncertaint
 from aiida_irspec.campaign.spec import ERROR_ESTIMATES, STRATEGIES
 from aiida_irspec.data.born_charges import BornChargesData
 from aiida_irspec.data.polarization_model import PolarizationModelData
+from aiida_irspec.settings import unknown_settings
 from aiida_irspec.workflows.born_charges import BornChargesWorkChain
 from aiida_irspec.workflows.select import SelectWorkChain
 
@@ -32,9 +33,9 @@ DEFAULTS = {"strategy": "uncertainty", "initial": 8, "batch": 4, "budget": 40, "
 
 def _validate_settings(value, _):
     settings = value.get_dict()
-    unknown = sorted(set(settings) - set(DEFAULTS))
-    if unknown:
-        return f"unknown settings {', '.join(unknown)}; known: {', '.join(DEFAULTS)}"
+    message = unknown_settings(settings, DEFAULTS)
+    if message:
+        return message
     settings = {**DEFAULTS, **settings}
     if settings["strategy"] not in STRATEGIES:
         return f"strategy {settings['strategy']!r}: use one of {', '.join(STRATEGIES)}"

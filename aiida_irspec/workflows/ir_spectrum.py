@@ -28,6 +28,7 @@ from aiida_irspec.calculations.predict import PredictPdotCalculation
 from aiida_irspec.calculations.snapshots import extract_snapshots, trajectory_polarization
 from aiida_irspec.data.ir_spectrum import IRSpectrumData
 from aiida_irspec.data.polarization_model import PolarizationModelData
+from aiida_irspec.settings import unknown_settings
 from aiida_irspec.workflows.md import MdWorkChain
 
 DEFAULTS = {"temperature": 300.0, "runs": 8, "steps": 4000, "timestep": 0.5, "stride": 1, "decorrelation": 200.0,
@@ -38,9 +39,9 @@ MD_OWN = ("structure", "ensemble", "temperature", "steps", "timestep", "stride",
 
 def _validate_settings(value, _):
     settings = value.get_dict()
-    unknown = sorted(set(settings) - set(DEFAULTS))
-    if unknown:
-        return f"unknown settings {', '.join(unknown)}; known: {', '.join(DEFAULTS)}"
+    message = unknown_settings(settings, DEFAULTS)
+    if message:
+        return message
     settings = {**DEFAULTS, **settings}
     for key in ("temperature", "timestep", "decorrelation"):
         if not settings[key] > 0:
