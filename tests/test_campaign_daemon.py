@@ -2,20 +2,19 @@
 
 import re
 import shutil
-import time
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from campaign_helpers import tiny_campaign_spec
+from daemon_helpers import running_daemon, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 
 def test_campaign_submit_runs_on_the_daemon(postgres_rabbitmq_profile, tmp_path):
     from aiida import orm
-    from aiida.engine.daemon.client import DaemonClient
 
     from aiida_irspec.cli import cli
 
@@ -38,19 +37,9 @@ def test_campaign_submit_runs_on_the_daemon(postgres_rabbitmq_profile, tmp_path)
     node = orm.load_node(pk)
     assert node.label == "tiny-water-dimer" and not node.is_terminated  # waiting for a daemon
 
-    client = DaemonClient(profile)
-    client.start_daemon(timeout=120)  # generous: the machine may be loaded by other jobs
-    try:
-        deadline = time.monotonic() + 600
-        while not node.is_terminated and time.monotonic() < deadline:
-            time.sleep(1.0)
+    with running_daemon(profile) as client:
+        wait_until(lambda: node.is_terminated, 600, interval=1.0)
         assert node.is_finished_ok, (node.process_state, node.exit_status, node.exit_message, client.daemon_log_file)
-    finally:
-        client.stop_daemon(wait=True, timeout=120)
-    deadline = time.monotonic() + 60
-    while client.is_daemon_running and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not client.is_daemon_running
     spectrum = node.outputs.spectrum
     assert spectrum.n_runs == 2 and spectrum.frequency_cm1.size > 0
     history = node.outputs.history.get_dict()

@@ -1,8 +1,8 @@
 """The production set-up: a PostgreSQL + RabbitMQ profile, an import into it, and a real daemon running a CalcJob."""
 
-import time
-
 import pytest
+
+from daemon_helpers import running_daemon, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.shared]
 
@@ -10,7 +10,6 @@ pytestmark = [pytest.mark.services, pytest.mark.shared]
 def test_import_and_daemon_on_postgres_rabbitmq(postgres_rabbitmq_profile, zro2_outcars, tmp_path):
     from aiida import orm
     from aiida.engine import submit
-    from aiida.engine.daemon.client import DaemonClient
     from aiida.plugins import CalculationFactory
 
     from aiida_irspec.calculations.import_vasp import import_vasp_files
@@ -35,20 +34,10 @@ def test_import_and_daemon_on_postgres_rabbitmq(postgres_rabbitmq_profile, zro2_
     code = orm.InstalledCode(computer=computer, filepath_executable="/bin/bash",
                              default_calc_job_plugin="core.arithmetic.add").store()
 
-    client = DaemonClient(profile)
-    client.start_daemon(timeout=120)  # generous: the machine may be loaded by other jobs
-    try:
+    with running_daemon(profile) as client:
         assert client.is_daemon_running
         node = submit(CalculationFactory("core.arithmetic.add"), code=code, x=orm.Int(2), y=orm.Int(3),
                       metadata={"options": {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": 1}}})
-        deadline = time.monotonic() + 120
-        while not node.is_terminated and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_until(lambda: node.is_terminated, 120)
         assert node.is_finished_ok, (node.process_state, node.exit_status, client.daemon_log_file)
         assert node.outputs.sum.value == 5
-    finally:
-        client.stop_daemon(wait=True, timeout=120)
-    deadline = time.monotonic() + 60
-    while client.is_daemon_running and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not client.is_daemon_running

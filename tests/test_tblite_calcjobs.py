@@ -253,12 +253,11 @@ def test_workchain_dispatches_to_vasp(code, water_dimer):
 @pytest.mark.slow
 def test_md_workchain_through_the_daemon(postgres_rabbitmq_profile, water_dimer, tmp_path):
     """Submit ``irspec.md`` (tblite NVT) to a daemon and check that it finishes with its outputs."""
-    import time
-
     from aiida import orm
     from aiida.engine import submit
-    from aiida.engine.daemon.client import DaemonClient
     from aiida.plugins import WorkflowFactory
+
+    from daemon_helpers import running_daemon, wait_until
 
     if EXECUTABLE is None:
         pytest.skip("the aiida-irspec executable is not on the PATH")
@@ -268,17 +267,11 @@ def test_md_workchain_through_the_daemon(postgres_rabbitmq_profile, water_dimer,
     computer.set_minimum_job_poll_interval(0.5)
     code = orm.InstalledCode(computer=computer, filepath_executable=EXECUTABLE,
                              default_calc_job_plugin="irspec.tblite.md").store()
-    client = DaemonClient(postgres_rabbitmq_profile)
-    client.start_daemon(timeout=120)
-    try:
+    with running_daemon(postgres_rabbitmq_profile) as client:
         node = submit(WorkflowFactory("irspec.md"), structure=structure_of(water_dimer), engine=orm.Str("tblite"),
                       code=code, options=orm.Dict(options()), temperature=orm.Float(300.0), steps=orm.Int(50),
                       stride=orm.Int(10), seed=orm.Int(1))
-        deadline = time.monotonic() + 300
-        while not node.is_terminated and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_until(lambda: node.is_terminated, 300)
         assert node.is_finished_ok, (node.process_state, node.exit_status, client.daemon_log_file)
         assert node.outputs.trajectory.numsteps == 6
         assert node.outputs.final_velocities.get_array("velocities").shape == (6, 3)
-    finally:
-        client.stop_daemon(wait=True, timeout=120)
