@@ -68,3 +68,25 @@ def test_zro2_accuracy_all_60(zro2_outcars):
     model = PolarizationModel().fit([r.atoms for r in records], [r.born_charges for r in records])
     assert model.charges == {40: 4.0, 8: -2.0}
     assert model.metrics["cv_rmse"] < 0.08
+
+
+@pytest.mark.shared
+def test_fit_kind_auto_and_predict_partition(tmp_path, zro2_outcars, zro2_dir):
+    """``--kind auto`` says what it picked and why; ``--partition`` writes neutral charges and atomic dipoles."""
+    runner = CliRunner()
+    model = tmp_path / "auto.npz"
+    result = runner.invoke(cli, ["fit", *map(str, zro2_outcars[:5]), "-o", str(model), "--kind", "auto", *SMALL,
+                                 "--transfer-cutoff", "2.6"])
+    assert result.exit_code == 0, result.output
+    loaded = PolarizationModel.load(model)
+    table = {row["kind"]: row["cv_rmse"] for row in loaded.metrics["kind_selection"]}
+    best = min(table, key=table.get)
+    assert loaded.fitted_kind == best and f"kind auto: picked {best}" in result.output
+    assert all(f"{kind} {error:.4f}" in result.output for kind, error in table.items())
+    out = tmp_path / "partition.npz"
+    poscar = zro2_dir / "POSCAR.3"
+    result = runner.invoke(cli, ["predict", str(model), str(poscar), "-o", str(out), "--partition"])
+    assert result.exit_code == 0, result.output
+    arrays = np.load(out)
+    assert arrays["charges"].shape == (1, 96) and arrays["atomic_dipoles"].shape == (1, 96, 3)
+    assert abs(arrays["charges"].sum()) < 1e-9 and np.ptp(arrays["charges"][0][:32]) > 0  # Zr charges vary

@@ -120,7 +120,7 @@ def test_uncertainty_and_sparse_basis(known):
     noisy = [z + np.random.default_rng(k).normal(scale=0.02, size=z.shape) for k, z in enumerate(born)]
     model = PolarizationModel(SETTINGS, basis="sparse", n_sparse=10).fit(train, noisy)
     assert model.metrics["n_parameters"] <= 2 * 3 * 10
-    assert set(model.references) == {8, 40} and model.references[8].shape == (10, 3, model._space.n_per_species)
+    assert set(model.references) == {8, 40} and model.references[8].shape == (10, 3, model._space.density.n_per_species)
     sigma = model.uncertainty(test + [fluorite(200, rattle=0.4)])
     assert np.all(sigma > 0) and sigma[-1] > sigma[:-1].max()  # far from the training rattle -> less certain
 

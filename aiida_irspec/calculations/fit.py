@@ -5,7 +5,7 @@ from aiida.engine import calcfunction
 
 from aiida_irspec.data.polarization_model import PolarizationModelData
 
-MODEL_KEYS = ("baseline", "basis", "n_sparse", "regularization", "n_folds")
+MODEL_KEYS = ("kind", "baseline", "basis", "n_sparse", "regularization", "n_folds")
 
 
 def reference_frames(structures, born_charges):
@@ -24,7 +24,7 @@ def reference_frames(structures, born_charges):
 def fit_polarization_model(settings: orm.Dict, **references) -> PolarizationModelData:
     """Fit a :class:`aiida_irspec.model.PolarizationModel` to reference Born charges (and polarizations).
 
-    settings: ``descriptor`` (dict of DescriptorSettings), ``baseline``, ``basis``, ``n_sparse``,
+    settings: ``descriptor`` (dict of DescriptorSettings), ``kind``, ``baseline``, ``basis``, ``n_sparse``,
     ``regularization``, ``n_folds`` and ``weights`` (relative row weights, e.g. {"born_charges": 1,
     "polarization": 10}); see :class:`aiida_irspec.model.PolarizationModel`.
     references, namespaces with matching keys: ``structures`` (StructureData), ``born_charges``

@@ -89,6 +89,9 @@ def _metrics_rows(name, metrics):
               help="Validation file; repeat the option, or give a quoted glob such as 'val/OUTCAR*'.")
 @click.option("--charges", default=None, help="Baseline charges, e.g. 'Zr=4,O=-2' (default: formal charges for "
               "periodic cells, chosen by cross-validation for molecules).")
+@click.option("--kind", type=click.Choice(["dipole", "monopole", "combined", "auto"]), default="dipole",
+              show_default=True, help="Learned part: atomic dipoles, conserved charges flowing between neighbours, "
+              "both, or the one with the lowest cross-validated error (auto).")
 @click.option("--baseline", type=click.Choice(["auto", "formal", "mean", "zero"]), default="auto", show_default=True)
 @click.option("--basis", type=click.Choice(["linear", "sparse"]), default="linear", show_default=True)
 @click.option("--n-sparse", type=int, default=None, help="Reference environments per species (sparse basis).")
@@ -98,12 +101,13 @@ def _metrics_rows(name, metrics):
 @click.option("--n-radial", type=int, default=None, help="Radial basis functions.")
 @click.option("--l-max", type=int, default=None, help="Largest angular momentum.")
 @click.option("--gaussian-width", type=float, default=None, help="Atomic Gaussian width in Angstrom.")
+@click.option("--transfer-cutoff", type=float, default=None, help="Charge-transfer range of the monopole part (A).")
 @click.option("--polarization-weight", type=float, default=10.0, show_default=True,
               help="Row weight of P relative to Z entries.")
 @click.option("--progress/--no-progress", default=False)
 @user_errors
-def fit(training, output, validation, charges, baseline, basis, n_sparse, regularization, cutoff, n_radial,
-        l_max, gaussian_width, polarization_weight, progress):
+def fit(training, output, validation, charges, kind, baseline, basis, n_sparse, regularization, cutoff, n_radial,
+        l_max, gaussian_width, transfer_cutoff, polarization_weight, progress):
     """Fit a polarization model to Born charges (VASP OUTCAR/vasprun.xml, or extxyz with born_charges)."""
     import dataclasses
     import time
@@ -113,7 +117,8 @@ def fit(training, output, validation, charges, baseline, basis, n_sparse, regula
     from aiida_irspec.model.baseline import parse_charges
 
     overrides = {name: value for name, value in dict(cutoff=cutoff, n_radial=n_radial, l_max=l_max,
-                                                       gaussian_width=gaussian_width).items() if value is not None}
+                                                       gaussian_width=gaussian_width,
+                                                       transfer_cutoff=transfer_cutoff).items() if value is not None}
     descriptor = dataclasses.replace(DescriptorSettings(), **overrides)
     if regularization not in ("auto", "evidence", "cv"):
         try:
@@ -122,7 +127,7 @@ def fit(training, output, validation, charges, baseline, basis, n_sparse, regula
             raise InputError(f"--regularization must be auto, evidence, cv or a number, "
                              f"not {regularization!r}") from None
     model = PolarizationModel(descriptor, baseline=parse_charges(charges) if charges else baseline, basis=basis,
-                              n_sparse=n_sparse, regularization=regularization)
+                              n_sparse=n_sparse, regularization=regularization, kind=kind)
     frames, born, pol = _read_training(training)
     val = _read_training(_expand_globs(validation)) if validation else None
     start = time.perf_counter()
@@ -130,7 +135,15 @@ def fit(training, output, validation, charges, baseline, basis, n_sparse, regula
     seconds = time.perf_counter() - start
     model.save(output)
     metrics = model.metrics
-    click.echo(f"Fitted on {metrics['n_structures']} structures in {seconds:.1f} s; model written to {output}")
+    click.echo(f"Fitted a {metrics['kind']} model on {metrics['n_structures']} structures in {seconds:.1f} s; "
+               f"model written to {output}")
+    if metrics["kind_selection"]:
+        candidates = {}
+        for row in metrics["kind_selection"]:
+            candidates[row["kind"]] = min(candidates.get(row["kind"], row["cv_rmse"]), row["cv_rmse"])
+        ranked = sorted(candidates.items(), key=lambda item: item[1])
+        click.echo(f"kind auto: picked {ranked[0][0]}, the lowest {min(model.n_folds, metrics['n_structures'])}-fold "
+                   "cross-validated RMSE (" + ", ".join(f"{k} {e:.4f}" for k, e in ranked) + ")")
     settings = ", ".join(f"{k}={v}" for k, v in descriptor.to_dict().items())
     click.echo(f"descriptor: {settings}")
     charges = ", ".join(f"{s}={q:+.4g}" for s, q in metrics["baseline_charges"].items())
@@ -154,10 +167,12 @@ def fit(training, output, validation, charges, baseline, basis, n_sparse, regula
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .npz file.")
 @click.option("--born-charges", is_flag=True, help="Also write born_charges (frames, atoms, 3, 3) in |e|.")
 @click.option("--uncertainty", is_flag=True, help="Also write born_charges_std (frames,) in |e|.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--partition", is_flag=True, help="Also write charges (frames, atoms) in |e| and atomic_dipoles "
+              "(frames, atoms, 3) in |e| A (molecules: P = sum q x + sum mu).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--progress/--no-progress", default=False)
 @user_errors
-def predict(model, structures, output, born_charges, uncertainty, batch_size, progress):
+def predict(model, structures, output, born_charges, uncertainty, partition, batch_size, progress):
     """Predict P (|e| A) and optionally Z (|e|) of every frame of STRUCTURES (anything ASE reads), in order."""
     import numpy as np
 
@@ -173,6 +188,8 @@ def predict(model, structures, output, born_charges, uncertainty, batch_size, pr
         arrays["born_charges"] = fitted.predict_born_charges(frames, progress=progress)
     if uncertainty:
         arrays["born_charges_std"] = fitted.uncertainty(frames, progress=progress)
+    if partition:
+        arrays["charges"], arrays["atomic_dipoles"] = fitted.predict_partition(frames, progress=progress)
     with open(output, "wb") as handle:
         np.savez(handle, **arrays)
     click.echo(f"{len(frames)} frames -> {output} ({', '.join(arrays)})")

@@ -15,7 +15,7 @@ class PolarizationModelData(orm.SinglefileData):
     """A fitted :class:`aiida_irspec.model.PolarizationModel`, stored as its own file in the node repository.
 
     :meth:`get_model` loads it back. Attributes, for queries and reports: ``hyperparameters`` (descriptor
-    settings, baseline, basis, n_sparse, regularization, n_folds), ``species`` (atomic numbers),
+    settings, fitted kind, baseline, basis, n_sparse, regularization, n_folds), ``species`` (atomic numbers),
     ``baseline_charges`` (element -> |e|), ``training_set_size`` (structures fitted), ``metrics`` (the
     fit's training, cross-validation and, when the fit had held-out structures, ``validation`` errors; Born
     charges in |e|, polarization in |e| Angstrom) and ``born_charges_rmse`` (the validation RMSE of Z over
@@ -35,7 +35,8 @@ class PolarizationModelData(orm.SinglefileData):
         metrics = json_safe(model.metrics)
         attributes = self.base.attributes
         attributes.set("hyperparameters", json_safe({
-            "descriptor": model.descriptor.to_dict(), "baseline": model.baseline, "basis": model.basis,
+            "descriptor": model.descriptor.to_dict(), "kind": model.fitted_kind, "baseline": model.baseline,
+            "basis": model.basis,
             "n_sparse": model.n_sparse, "regularization": model.regularization, "n_folds": model.n_folds}))
         attributes.set("species", [int(z) for z in model.species])
         attributes.set("baseline_charges", metrics.get("baseline_charges"))

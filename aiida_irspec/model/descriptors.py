@@ -35,7 +35,10 @@ class DescriptorSettings:
     cutoff: radial cutoff; n_radial: number of GTO radial functions; l_max: largest angular channel
     (3-body couplings use l = 0..l_max); gaussian_width: width of the atomic Gaussians;
     cutoff_function: "shifted_cosine" (cosine switching over the last ``cutoff_width``) or "cosine"
-    (Behler-Parrinello, switching over the whole range); body_order: 2 (2-body only) or 3 (2+3-body).
+    (Behler-Parrinello, switching over the whole range); body_order: 2 (2-body only) or 3 (2+3-body);
+    monopole model (:mod:`.monopole`): transfer_cutoff, the range of the charge transfer between
+    neighbours; transfer_radial, its number of radial channels per neighbour species; invariant_radial,
+    how many of the radial functions (the shortest-ranged) enter its invariant descriptors.
     """
 
     cutoff: float = 6.0
@@ -45,12 +48,16 @@ class DescriptorSettings:
     cutoff_function: str = "shifted_cosine"
     cutoff_width: float = 0.5
     body_order: int = 3
+    transfer_cutoff: float = 4.0
+    transfer_radial: int = 4
+    invariant_radial: int = 2
 
     def __post_init__(self):
-        if not self.cutoff > 0 or not self.gaussian_width > 0 or not 0 < self.cutoff_width <= self.cutoff:
+        if (not self.cutoff > 0 or not self.gaussian_width > 0 or not 0 < self.cutoff_width <= self.cutoff
+                or not self.transfer_cutoff > 0):
             raise InputError(f"descriptor lengths must be positive (cutoff_width <= cutoff): {self}")
-        if self.n_radial < 1 or self.l_max < 1:
-            raise InputError(f"n_radial >= 1 and l_max >= 1 needed: {self}")
+        if self.n_radial < 1 or self.l_max < 1 or self.transfer_radial < 1 or self.invariant_radial < 1:
+            raise InputError(f"n_radial, l_max, transfer_radial and invariant_radial must be >= 1: {self}")
         if self.cutoff_function not in ("shifted_cosine", "cosine"):
             raise InputError(f"cutoff_function must be 'shifted_cosine' or 'cosine', not {self.cutoff_function!r}")
         if self.body_order not in (2, 3):
@@ -252,7 +259,7 @@ class FeatureSpace:
                 continue
             # 2-body: d c[1] / dx summed over the centres of species s, Cartesian a from m
             g1 = g[1][lo_s:hi_s][:, XYZ_FROM_M]  # (P_s, a, b, K)
-            reduce = _reduction_matrix(pairs[lo_s:hi_s, 1], n_atoms)
+            reduce = reduction_matrix(pairs[lo_s:hi_s, 1], n_atoms)
             design[:, :, :, s, :n_k] = (reduce @ g1.reshape(hi_s - lo_s, -1)).reshape(n_atoms, 3, 3, n_k)
             centres = pairs[lo_s:hi_s, 0]
             starts = bounds[s * n_atoms:(s + 1) * n_atoms + 1] - lo_s
@@ -302,7 +309,7 @@ class FeatureSpace:
         index = self.species_index(atoms)
         c, (pairs, g) = expansion if expansion is not None else self.expand(atoms, gradients=True)
         per_pair = self._pair_terms(c, pairs, g, index, weights, lambda gl: gl)  # (P, b, a)
-        z = _reduction_matrix(pairs[:, 1], len(atoms)) @ per_pair.reshape(len(pairs), 9)
+        z = reduction_matrix(pairs[:, 1], len(atoms)) @ per_pair.reshape(len(pairs), 9)
         return z.reshape(-1, 3, 3).transpose(0, 2, 1)
 
     def polarization_derivative(self, atoms, weights, velocities, expansion=None):
@@ -357,7 +364,7 @@ def _featomic_system(atoms):
     return atoms
 
 
-def _reduction_matrix(rows, n_rows):
+def reduction_matrix(rows, n_rows):
     """Sparse (n_rows, len(rows)) matrix summing pair entries into their row (atom) index."""
     return scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(n_rows, len(rows)))
 

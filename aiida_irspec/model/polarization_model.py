@@ -1,7 +1,9 @@
-"""The polarization model: fixed baseline charges plus a learned lambda = 1 linear model.
+"""The polarization model: fixed baseline charges plus a learned part that is linear in its weights.
 
-``P = sum_i q_s(i) x_i + sum_i sum_k f_k(i) W[s(i), k]``  (|e| Angstrom; x unwrapped, Angstrom)
-``Z[j, a, b] = q_s(j) delta_ab + sum_i sum_k d f_k^a(i) / d x_{j,b} W[s(i), k]``  (|e|)
+``P = sum_i q_s(i) x_i + P_learned``  (|e| Angstrom; x unwrapped, Angstrom), ``Z[j, a, b] = dP_a / dx_{j,b}`` (|e|),
+with the learned part of one of three kinds (:mod:`.kinds`): ``dipole`` (atomic vectors from lambda = 1
+features, ``P_learned = sum_i sum_k f_k(i) W[s(i), k]``), ``monopole`` (charges that flow between
+neighbours, :mod:`.monopole`) or ``combined`` (both); ``kind="auto"`` picks one by cross-validation.
 
 The weights W are fitted by regularised least squares to Born charges, to polarizations, or to both
 with relative row weights (the paper weights P ten times), from normal equations accumulated frame by
@@ -15,11 +17,12 @@ import numpy as np
 
 from aiida_irspec.exceptions import InputError, ModelError
 from aiida_irspec.model import baseline as baseline_charges
-from aiida_irspec.model.descriptors import DescriptorSettings, FeatureSpace
+from aiida_irspec.model.descriptors import DescriptorSettings
+from aiida_irspec.model.kinds import KINDS, ModelSpace
 from aiida_irspec.model.sampling import farthest_point, standardise
 from aiida_irspec.model.solver import NormalEquations, cross_validation_errors, solve_targets
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_WEIGHTS = {"born_charges": 1.0, "polarization": 10.0}
 #: Largest displacement (Angstrom) of any atom in the central difference of P along the velocities.
 PDOT_STEP = 1e-4
@@ -28,24 +31,31 @@ PDOT_STEP = 1e-4
 class PolarizationModel:
     """Polarization P (frames, 3), Born charges Z (frames, N, 3, 3) and dP/dt of structures.
 
-    descriptor: :class:`DescriptorSettings`; baseline: "auto" (formal charges for periodic cells, for
+    descriptor: :class:`DescriptorSettings`; kind: "dipole", "monopole", "combined" or "auto" (the one with
+    the lowest cross-validated error, from one set of normal equations); baseline: "auto" (formal charges for periodic cells, for
     molecules the best of zero / species mean / formal by cross-validation), "formal", "mean", "zero",
     or {element or atomic number: charge}; basis: "linear" (weights per species and feature) or
-    "sparse" (span of ``n_sparse`` reference environments per species, farthest-point sampled);
+    "sparse" (span of ``n_sparse`` reference environments per species, farthest-point sampled; dipole
+    kind only);
     regularization: "auto" (= "evidence"), "evidence", "cv" or a positive number (standardised units);
     n_folds: cross-validation folds of whole frames (round-robin).
     """
 
     def __init__(self, descriptor=None, baseline="auto", basis="linear", n_sparse=None, regularization="auto",
-                 n_folds=5):
+                 n_folds=5, kind="dipole"):
+        if kind not in KINDS + ("auto",):
+            raise InputError(f"kind must be one of {', '.join(KINDS)} or 'auto', not {kind!r}")
         if basis not in ("linear", "sparse"):
             raise InputError(f"basis must be 'linear' or 'sparse', not {basis!r}")
+        if basis == "sparse" and kind != "dipole":
+            raise InputError(f"basis='sparse' is available for the dipole kind only, not {kind!r}")
         if not (isinstance(baseline, dict) or baseline in ("auto", "formal", "mean", "zero")):
             raise InputError(f"baseline must be 'auto', 'formal', 'mean', 'zero' or a dict, not {baseline!r}")
         if isinstance(regularization, str) and regularization not in ("auto", "evidence", "cv"):
             raise InputError(f"regularization must be 'auto', 'evidence', 'cv' or a number, not {regularization!r}")
         if n_folds < 2:
             raise InputError(f"n_folds must be at least 2, not {n_folds}")
+        self.kind = kind
         self.descriptor = descriptor or DescriptorSettings()
         self.baseline = baseline_charges.normalise_charges(baseline) if isinstance(baseline, dict) else baseline
         self.basis = basis
@@ -67,6 +77,12 @@ class PolarizationModel:
         return list(self._space.species)
 
     @property
+    def fitted_kind(self):
+        """The kind of the fitted model ("dipole", "monopole" or "combined"; what "auto" picked)."""
+        self._require_fitted()
+        return self._space.kind
+
+    @property
     def is_fitted(self):
         return self.weights is not None
 
@@ -83,7 +99,9 @@ class PolarizationModel:
         """
         frames, born_charges, polarizations = _check_data(frames, born_charges, polarizations)
         weights = {**DEFAULT_WEIGHTS, **(weights or {})}
-        space = FeatureSpace(self.descriptor, sorted({int(z) for atoms in frames for z in atoms.numbers}))
+        kinds = KINDS if self.kind == "auto" else (self.kind,)
+        space = ModelSpace("combined" if self.kind == "auto" else self.kind, self.descriptor,
+                           sorted({int(z) for atoms in frames for z in atoms.numbers}))
         candidates = self._baseline_candidates(frames, born_charges)
         basis = self._sparse_basis(space, frames, progress) if self.basis == "sparse" else None
         n_folds = min(self.n_folds, len(frames))
@@ -109,37 +127,40 @@ class PolarizationModel:
                                group=space.n_species,
                                weight=weights["polarization"])
                 bar.update(1)
-        zero = None if basis is not None else space.structural_zero_columns()
         alpha = "evidence" if self.regularization == "auto" else self.regularization
-        selection = []
-        trials = solve_targets(normal, alpha, zero, list(range(len(candidates))), basis=basis)
-        if len(candidates) > 1:
-            selection = [(name, _cv_rmse(normal, trial.alpha, zero, t, basis), trial)
-                         for t, ((name, _), trial) in enumerate(zip(candidates, trials))]
-            best = int(np.argmin([error for _, error, _ in selection]))
-        else:
-            best = 0
-        solution = trials[best]
-        self._space = space
-        self.charges = dict(candidates[best][1])
-        self.weights = solution.weights.reshape(space.n_species, space.n_per_species)
-        self.posterior_factor = solution.posterior_factor
+        selection = []  # (kind, baseline name, cv rmse, baseline index, solution)
+        for kind in kinds:
+            zero = None if basis is not None else space.structural_zero_columns() | ~space.columns_of(kind)
+            trials = solve_targets(normal, alpha, zero, list(range(len(candidates))), basis=basis)
+            for t, ((name, _), trial) in enumerate(zip(candidates, trials)):
+                error = (_cv_rmse(normal, trial.alpha, zero, t, basis) if len(candidates) * len(kinds) > 1
+                         else None)
+                selection.append((kind, name, error, t, trial))
+        kind, _, cv_error, best, solution = min(selection, key=lambda row: row[2] or 0.0)
         group_rmse = normal.group_rmse(solution.weights, target=best)
+        keep = space.columns_of(kind)
+        self._space = ModelSpace(kind, self.descriptor, space.species) if kind != space.kind else space
+        self.charges = dict(candidates[best][1])
+        self.weights = solution.weights[keep]
+        self.posterior_factor = solution.posterior_factor[keep]
         self.metrics = {
+            "kind": kind,
+            "kind_selection": ([{"kind": k, "baseline": name, "cv_rmse": error} for k, name, error, *_ in selection]
+                               if len(kinds) > 1 else []),
             "n_structures": len(frames),
             "n_born_charges": sum(z is not None for z in born_charges),
             "n_polarizations": sum(p is not None for p in polarizations),
             "baseline": candidates[best][0],
             "baseline_charges": _symbol_keys(self.charges),
-            "baseline_selection": [{"baseline": name, "cv_rmse": error} for name, error, _ in selection],
+            "baseline_selection": [{"baseline": name, "cv_rmse": error} for k, name, error, *_ in selection
+                                   if k == kind and len(candidates) > 1],
             "regularization": {"method": solution.method, "alpha": solution.alpha,
                                "noise_variance": solution.noise_variance},
             "weights": weights,
             "n_columns": int(space.n_columns),
             "n_parameters": int(solution.posterior_factor.shape[1]),
             "training": self._group_metrics(group_rmse, normal.group_rows),
-            "cv_rmse": (selection[best][1] if selection else
-                        solution.cv_rmse if solution.cv_rmse is not None else
+            "cv_rmse": (cv_error if cv_error is not None else solution.cv_rmse if solution.cv_rmse is not None else
                         _cv_rmse(normal, solution.alpha, zero, 0, basis)) if n_folds > 1 else None,
         }
         if validation is not None:
@@ -210,6 +231,7 @@ class PolarizationModel:
 
     def _sparse_basis(self, space, frames, progress):
         """Block-diagonal (C, C') basis of reference features, FPS per centre species; sets ``self.references``."""
+        space = space.density
         rng = np.random.default_rng(0)
         pool = {s: [] for s in range(space.n_species)}
         for atoms, c in zip(frames, space.expand_many(frames)):
@@ -276,6 +298,8 @@ class PolarizationModel:
         velocities = np.asarray(velocities, dtype=float)
         if len(velocities) != len(frames) or any(v.shape != (len(a), 3) for v, a in zip(velocities, frames)):
             raise InputError(f"velocities must be (frames, atoms, 3) matching the {len(frames)} frames")
+        if not np.all(np.isfinite(velocities)):
+            raise InputError("velocities must be finite numbers (found NaN or infinite values)")
         if method not in ("central_difference", "analytic"):
             raise InputError(f"method must be 'central_difference' or 'analytic', not {method!r}")
         out = np.zeros((len(frames), 3))
@@ -306,6 +330,24 @@ class PolarizationModel:
                 bar.update(len(batch))
         return out
 
+    def predict_partition(self, frames, progress=False):
+        """Charge partitioning: charges (F, N) in |e| (baseline + learned transfer; zero sum per frame) and
+        atomic dipoles (F, N, 3) in |e| Angstrom (the dipole part). For molecules and clusters
+        ``P = sum q x + sum mu``; in periodic cells the learned charges' part of P is the bond-vector form
+        (:mod:`.monopole`), so this holds only up to the choice of periodic images."""
+        self._require_fitted()
+        frames = _as_frames(frames)
+        if len({len(atoms) for atoms in frames}) > 1:
+            raise InputError("predict_partition needs frames with equal numbers of atoms")
+        n_atoms = len(frames[0]) if frames else 0
+        charges, dipoles = np.zeros((len(frames), n_atoms)), np.zeros((len(frames), n_atoms, 3))
+        with _progress(len(frames), progress, "partition") as bar:
+            for k, (atoms, c) in enumerate(self._space.iter_expansions(frames)):
+                charges[k] = self._baseline(atoms) + self._space.charges(atoms, self.weights, c)
+                dipoles[k] = self._space.atomic_dipoles(atoms, self.weights, c)
+                bar.update(1)
+        return charges, dipoles
+
     def uncertainty(self, frames, progress=False):
         """Predictive standard deviation of Z (F,) in |e|: RMS over the 9N entries of the posterior
         standard deviation of the learned part (weight uncertainty of the Bayesian linear model)."""
@@ -334,7 +376,7 @@ class PolarizationModel:
         header = {
             "format": "aiida-irspec polarization model", "format_version": FORMAT_VERSION,
             "package_version": __version__, "featomic_version": featomic.__version__,
-            "descriptor": self.descriptor.to_dict(), "species": self._space.species,
+            "descriptor": self.descriptor.to_dict(), "species": self._space.species, "kind": self._space.kind,
             "baseline": self.baseline if isinstance(self.baseline, str) else "given",
             "charges": {str(z): q for z, q in self.charges.items()},
             "basis": self.basis, "n_sparse": self.n_sparse, "regularization": self.regularization,
@@ -351,28 +393,30 @@ class PolarizationModel:
     def load(cls, path):
         """Read a file written by :meth:`save`; ModelError for anything else or another format version."""
         import zipfile
+        import zlib
 
         try:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
                 arrays = {name: data[name] for name in data.files if name != "header"}
-        except (zipfile.BadZipFile, ValueError, KeyError, OSError, json.JSONDecodeError) as error:
+        except (zipfile.BadZipFile, zlib.error, ValueError, KeyError, OSError, EOFError) as error:
             if isinstance(error, FileNotFoundError):
                 raise
             raise ModelError(f"{path}: not an aiida-irspec polarization model file ({error})") from None
-        if header.get("format") != "aiida-irspec polarization model":
+        if not isinstance(header, dict) or header.get("format") != "aiida-irspec polarization model":
             raise ModelError(f"{path}: not an aiida-irspec polarization model file")
-        if header.get("format_version") != FORMAT_VERSION:
+        if header.get("format_version") not in (1, FORMAT_VERSION):  # format 1: dipole kind, weights (S, F)
             raise ModelError(f"{path}: model file format version {header.get('format_version')} (written by "
                              f"aiida-irspec {header.get('package_version')}); this version reads format "
                              f"{FORMAT_VERSION}: refit the model")
         model = cls(DescriptorSettings.from_dict(header["descriptor"]),
                     baseline={int(z): q for z, q in header["charges"].items()} if header["baseline"] == "given"
                     else header["baseline"], basis=header["basis"], n_sparse=header["n_sparse"],
-                    regularization=header["regularization"], n_folds=header["n_folds"])
-        model._space = FeatureSpace(model.descriptor, header["species"])
+                    regularization=header["regularization"], n_folds=header["n_folds"],
+                    kind=header.get("kind", "dipole"))
+        model._space = ModelSpace(model.kind, model.descriptor, header["species"])
         model.charges = {int(z): float(q) for z, q in header["charges"].items()}
-        model.weights = arrays["weights"]
+        model.weights = arrays["weights"].ravel()
         model.posterior_factor = arrays["posterior_factor"]
         references = {int(name.split("_")[1]): value for name, value in arrays.items()
                       if name.startswith("references_")}
@@ -421,6 +465,9 @@ def _as_frames(frames):
     frames = list(frames)
     if not all(isinstance(atoms, ase.Atoms) for atoms in frames):
         raise InputError("frames must be ase.Atoms objects")
+    for k, atoms in enumerate(frames):
+        if not (np.all(np.isfinite(atoms.positions)) and np.all(np.isfinite(atoms.cell.array))):
+            raise InputError(f"frame {k}: positions and cell must be finite numbers (found NaN or infinite values)")
     return frames
 
 

@@ -39,6 +39,7 @@ class NormalEquations:
         self._rows = np.zeros((n_folds, n_groups))
         self._weights = np.full(n_groups, np.nan)
         self._fold_ata = None
+        self._all_ata = None
 
     @property
     def n_folds(self):
@@ -65,7 +66,7 @@ class NormalEquations:
         self._aty[fold, group] += design.T @ target
         self._yty[fold, group] += np.sum(target**2, axis=0)
         self._rows[fold, group] += len(target)
-        self._fold_ata = None
+        self._fold_ata = self._all_ata = None
 
     @property
     def rows(self):
@@ -93,6 +94,8 @@ class NormalEquations:
                 matrix += matrix.T.copy()
                 matrix[np.diag_indices_from(matrix)] = diagonal
             self._fold_ata = folds
+            self._all_ata = folds.sum(axis=0)
+            self._all_ata.flags.writeable = False  # handed out by total(): callers must not modify it
         return self._fold_ata
 
     def total(self, exclude=None, target=0, basis=None):
@@ -101,7 +104,7 @@ class NormalEquations:
         keep = np.ones(self.n_folds, dtype=bool)
         if exclude is not None:
             keep[exclude] = False
-        ata = folds[keep].sum(axis=0)
+        ata = self._all_ata if exclude is None else self._all_ata - folds[~keep].sum(axis=0)
         aty = np.einsum("g,fgc->c", weights, self._aty[keep, :, :, target])
         yty = float(np.einsum("g,fg->", weights, self._yty[keep, :, target]))
         return self._project(ata, aty, basis) + (yty, self._rows[keep].sum())

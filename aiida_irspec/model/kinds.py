@@ -1,0 +1,114 @@
+"""The three model kinds behind one interface: dipole, monopole and combined columns.
+
+* ``dipole``: P is a sum of atomic vectors from lambda = 1 features (:mod:`.descriptors`);
+* ``monopole``: P is ``sum_j q_j x_j`` with environment-dependent, exactly conserved charges (:mod:`.monopole`);
+* ``combined``: both, fitted jointly (dipole columns first, then monopole columns).
+
+All three are linear in their weights, so one set of normal equations serves every kind: the columns of
+the dipole or monopole kind are a subset of the combined kind's (``--kind auto`` uses this).
+"""
+
+import numpy as np
+
+from aiida_irspec.exceptions import InputError
+from aiida_irspec.model.descriptors import FeatureSpace
+from aiida_irspec.model.monopole import ChargeTransferSpace
+
+KINDS = ("dipole", "monopole", "combined")
+
+
+class ModelSpace:
+    """Design blocks and contracted predictions of one kind; weights are flat (n_columns,)."""
+
+    def __init__(self, kind, settings, species):
+        if kind not in KINDS:
+            raise InputError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        self.kind = kind
+        self.density = FeatureSpace(settings, species)
+        self.parts = {}
+        if kind in ("dipole", "combined"):
+            self.parts["dipole"] = self.density
+        if kind in ("monopole", "combined"):
+            self.parts["monopole"] = ChargeTransferSpace(self.density)
+        self._slices, start = {}, 0
+        for name, part in self.parts.items():
+            self._slices[name] = slice(start, start + part.n_columns)
+            start += part.n_columns
+        self.n_columns = start
+
+    # ------------------------------------------------------------------ delegation and layout
+    @property
+    def species(self):
+        return self.density.species
+
+    @property
+    def n_species(self):
+        return self.density.n_species
+
+    def species_index(self, atoms):
+        return self.density.species_index(atoms)
+
+    def iter_expansions(self, frames, gradients=False, batch_size=16):
+        return self.density.iter_expansions(frames, gradients, batch_size=batch_size)
+
+    def expand_many(self, frames, gradients=False):
+        return self.density.expand_many(frames, gradients)
+
+    def columns_of(self, kind):
+        """Boolean (n_columns,): the columns that a model of ``kind`` uses."""
+        keep = np.zeros(self.n_columns, dtype=bool)
+        for name in self.parts:
+            if kind == "combined" or kind == name:
+                keep[self._slices[name]] = True
+        return keep
+
+    def structural_zero_columns(self):
+        return np.concatenate([part.structural_zero_columns() for part in self.parts.values()])
+
+    def _split(self, weights):
+        weights = np.asarray(weights).ravel()
+        return {name: weights[self._slices[name]].reshape(self.n_species, -1) for name in self.parts}
+
+    # ------------------------------------------------------------------ designs
+    def polarization_design(self, atoms, coefficients):
+        """(3, n_columns) in Angstrom (per unit weight)."""
+        return np.concatenate([part.polarization_design(atoms, coefficients) for part in self.parts.values()], axis=1)
+
+    def born_charge_design(self, atoms, expansion):
+        """(N, 3, 3, n_columns), dimensionless (per unit weight)."""
+        return np.concatenate([part.born_charge_design(atoms, expansion) for part in self.parts.values()], axis=3)
+
+    # ------------------------------------------------------------------ predictions (learned parts)
+    def polarization(self, atoms, weights, coefficients):
+        """Learned P (3,) in |e| Angstrom."""
+        split = self._split(weights)
+        return sum(part.polarization(atoms, split[name], coefficients) for name, part in self.parts.items())
+
+    def born_charges(self, atoms, weights, expansion):
+        """Learned Z (N, 3, 3) in |e|."""
+        split = self._split(weights)
+        return sum(part.born_charges(atoms, split[name], expansion) for name, part in self.parts.items())
+
+    def polarization_derivative(self, atoms, weights, velocities, expansion):
+        """Learned dP/dt (3,) along ``velocities`` (N, 3): exact directional derivative."""
+        split, out = self._split(weights), np.zeros(3)
+        if "dipole" in self.parts:
+            out += self.density.polarization_derivative(atoms, split["dipole"], velocities, expansion)
+        if "monopole" in self.parts:
+            z = self.parts["monopole"].born_charges(atoms, split["monopole"], expansion)
+            out += np.einsum("jab,jb->a", z, velocities)
+        return out
+
+    def charges(self, atoms, weights, coefficients):
+        """Learned (transferred) charges (N,) in |e|, zero for the dipole kind; they sum to zero."""
+        if "monopole" not in self.parts:
+            return np.zeros(len(atoms))
+        return self.parts["monopole"].charges(atoms, self._split(weights)["monopole"], coefficients)
+
+    def atomic_dipoles(self, atoms, weights, coefficients):
+        """Atomic dipoles (N, 3) in |e| Angstrom of the dipole part, zero for the monopole kind."""
+        if "dipole" not in self.parts:
+            return np.zeros((len(atoms), 3))
+        w = self._split(weights)["dipole"][self.species_index(atoms)]
+        return np.einsum("iaf,if->ia", self.density.atom_features(coefficients), w)
+

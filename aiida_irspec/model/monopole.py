@@ -1,0 +1,189 @@
+"""Monopole features: environment-dependent charges that flow between neighbours (exactly conserved).
+
+Every atom j carries scalars ``chi_j^t = sum_F g_F(j) w[s(j), t, F]`` (electronegativities), linear in
+invariant (lambda = 0) descriptors ``g(j)``: a constant, the 2-body densities ``c[0]`` and the 3-body
+power spectrum ``p_l[k1 <= k2] = sum_m c[l][j, m, k1] c[l][j, m, k2]`` (l = 0 .. l_max), from the same
+featomic expansion as the dipole features (its ``invariant_radial`` shortest-ranged radial functions).
+Charge flows between neighbours j, k closer than the transfer cutoff r_t, through channels
+``t = (species of the partner, n)`` with radial weights ``f_n(r) = fc(r) (r / r_t)^n``
+(``fc(r) = (1 + cos(pi r / r_t)) / 2``, n < ``transfer_radial``)::
+
+    q_j = q0_j + sum_k sum_n f_n(r_jk) (chi_j^(s(k), n) - chi_k^(s(j), n))
+
+so ``sum_j q_j = sum_j q0_j`` exactly, for any weights. The learned part of ``P = sum_j q_j x_j`` is then
+``sum_j sum_t chi_j^t b_j^t`` with the bond sums ``b_j^(s, n) = sum_{k in s} f_n(r_jk) (x_j - x_k)``
+(neighbour vectors, periodic images included): local, independent of the origin and of wrapping, and its
+exact derivative is the monopole Born charge in bond-vector form::
+
+    Z[i, a, b] = q_i delta_ab + sum_j (x_j - x_i)_a d q_j / d x_{i, b}
+
+Units: features dimensionless, positions Angstrom, chi in |e| (weights absorb the scale), b in Angstrom.
+"""
+
+import numpy as np
+
+from aiida_irspec.model.descriptors import reduction_matrix
+
+
+class ChargeTransferSpace:
+    """Columns ``(centre species s, channel t, invariant F)`` of the monopole model.
+
+    density: the :class:`~aiida_irspec.model.descriptors.FeatureSpace` whose featomic expansion is shared;
+    its settings give ``transfer_cutoff`` (Angstrom), ``transfer_radial`` and ``invariant_radial``.
+    """
+
+    def __init__(self, density):
+        self.density = density
+        settings = density.settings
+        self.transfer_cutoff = float(settings.transfer_cutoff)
+        self.n_transfer = int(settings.transfer_radial)
+        self.n_channels = density.n_species * self.n_transfer
+        n_inv = min(settings.invariant_radial, settings.n_radial)
+        self._keep = np.array([s * settings.n_radial + n for s in range(density.n_species) for n in range(n_inv)])
+        n_k = len(self._keep)
+        self._upper = np.triu_indices(n_k)
+        self.n_power = len(self._upper[0])
+        self.n_l = settings.l_max + 1 if settings.body_order == 3 else 0
+        self.n_invariants = 1 + n_k + self.n_l * self.n_power
+        self.n_per_species = self.n_channels * self.n_invariants
+        self.n_columns = density.n_species * self.n_per_species
+
+    def structural_zero_columns(self):
+        """No monopole column vanishes by construction: (n_columns,) all False."""
+        return np.zeros(self.n_columns, dtype=bool)
+
+    # ------------------------------------------------------------------ invariants and bonds
+    def invariants(self, coefficients):
+        """Invariant features g (N, n_invariants) from the expansion coefficients ``c[l]`` (N, 2l+1, K)."""
+        c = [c_l[:, :, self._keep] for c_l in coefficients]
+        blocks = [np.ones((len(c[0]), 1)), c[0][:, 0, :]]
+        for l in range(self.n_l):
+            power = np.einsum("imk,imq->ikq", c[l], c[l])
+            blocks.append(power[:, self._upper[0], self._upper[1]])
+        return np.concatenate(blocks, axis=1)
+
+    def invariant_gradients(self, coefficients, pairs, gradients):
+        """d g_F(centre) / d x_{moved, b} per pair (P, 3, n_invariants), pairs as in ``FeatureSpace.expand``."""
+        n_k, centres = len(self._keep), pairs[:, 0]
+        out = np.zeros((len(pairs), 3, self.n_invariants))
+        # featomic layout (P, S, b, m, n) -> (P, b, m, K), then the kept radial functions
+        grad = [g.transpose(0, 2, 3, 1, 4).reshape(len(pairs), 3, g.shape[3], -1)[..., self._keep]
+                for g in gradients]
+        out[:, :, 1:1 + n_k] = grad[0][:, :, 0, :]
+        lo = 1 + n_k
+        for l in range(self.n_l):
+            # X[p, b, k1, k2] = sum_m dc[p, b, m, k1] c[centre, m, k2]; d p_l = X + X^T
+            x = np.matmul(grad[l].transpose(0, 1, 3, 2), coefficients[l][centres][:, None][..., self._keep])
+            x += x.transpose(0, 1, 3, 2)
+            out[:, :, lo:lo + self.n_power] = x[:, :, self._upper[0], self._upper[1]]
+            lo += self.n_power
+        return out
+
+    def bonds(self, atoms):
+        """Transfer pairs: centre, neighbour (P,), channel of each (P, n) radial term, f (P, n), r = x_c - x_n
+        (P, 3) Angstrom, df/dr (P, n) per Angstrom."""
+        from ase.neighborlist import neighbor_list
+
+        centre, neighbour, vector = neighbor_list("ijD", atoms, self.transfer_cutoff, self_interaction=False)
+        r = -vector  # ase gives x_neighbour - x_centre (+ image shift)
+        x = np.linalg.norm(r, axis=1) / self.transfer_cutoff
+        cutoff, slope = 0.5 * (1 + np.cos(np.pi * x)), -0.5 * np.pi * np.sin(np.pi * x)
+        n = np.arange(self.n_transfer)
+        power = x[:, None] ** n
+        f = cutoff[:, None] * power
+        df = (slope[:, None] * power + cutoff[:, None] * n * x[:, None] ** np.maximum(n - 1, 0)) / self.transfer_cutoff
+        channel = self.density.species_index(atoms)[neighbour][:, None] * self.n_transfer + n
+        return centre, neighbour, channel, f, r, df
+
+    def bond_sums(self, atoms, bonds=None):
+        """``b_j^t`` (N, T, 3) in Angstrom."""
+        centre, _, channel, f, r, _ = bonds if bonds is not None else self.bonds(atoms)
+        b = np.zeros((len(atoms), self.n_channels, 3))
+        np.add.at(b, (centre[:, None], channel), f[:, :, None] * r[:, None, :])
+        return b
+
+    # ------------------------------------------------------------------ designs
+    def polarization_design(self, atoms, coefficients):
+        """Design block of P: (3, n_columns), ``A[a, (s, t, F)] = sum_{j in s} b^t_{j,a} g_F(j)``."""
+        index = self.density.species_index(atoms)
+        g, b = self.invariants(coefficients), self.bond_sums(atoms)
+        design = np.zeros((3, self.density.n_species, self.n_channels, self.n_invariants))
+        for s in range(self.density.n_species):
+            design[:, s] = np.einsum("jta,jf->atf", b[index == s], g[index == s])
+        return design.reshape(3, -1)
+
+    def born_charge_design(self, atoms, expansion):
+        """Design block of Z: (N, 3, 3, n_columns),
+        ``A[i, a, b, (s, t, F)] = sum_{j in s} (b^t_{j,a} d g_F(j) / d x_{i,b} + g_F(j) d b^t_{j,a} / d x_{i,b})``."""
+        index = self.density.species_index(atoms)
+        c, (pairs, grads) = expansion
+        n_atoms, n_species, n_t, n_f = len(atoms), self.density.n_species, self.n_channels, self.n_invariants
+        g, bonds = self.invariants(c), self.bonds(atoms)
+        b = self.bond_sums(atoms, bonds)
+        design = np.zeros((n_atoms, 3, 3, n_species, n_t, n_f))
+        # (1) the electronegativities move: pairs sorted by (centre species, moved atom), b of the centre
+        dg = self.invariant_gradients(c, pairs, grads)  # (P, b, F)
+        segment = index[pairs[:, 0]] * n_atoms + pairs[:, 1]
+        bounds = np.searchsorted(segment, np.arange(n_species * n_atoms + 1))
+        for s in range(n_species):
+            for i in range(n_atoms):
+                lo, hi = bounds[s * n_atoms + i], bounds[s * n_atoms + i + 1]
+                if hi > lo:
+                    design[i, :, :, s] += np.einsum("pta,pbf->abtf", b[pairs[lo:hi, 0]], dg[lo:hi])
+        # (2) the bonds move: d b_j / d x_j = sum_k M_jk, d b_j / d x_k = -M_jk, M = f I + f' r r^T / |r|
+        centre, neighbour, channel, f, r, df = bonds
+        m = f[:, :, None, None] * np.eye(3) + df[:, :, None, None] * _radial_outer(r)[:, None]  # (P, n, 3, 3)
+        move = reduction_matrix(centre, n_atoms) - reduction_matrix(neighbour, n_atoms)
+        for s in range(n_species):
+            for partner in range(n_species):
+                rows = (index[centre] == s) & (index[neighbour] == partner)
+                if rows.any():
+                    contribution = np.einsum("pnab,pf->pabnf", m[rows], g[centre[rows]]).reshape(rows.sum(), -1)
+                    block = (move[:, rows] @ contribution).reshape(n_atoms, 3, 3, self.n_transfer, n_f)
+                    design[:, :, :, s, partner * self.n_transfer:(partner + 1) * self.n_transfer] += block
+        return design.reshape(n_atoms, 3, 3, -1)
+
+    # ------------------------------------------------------------------ contracted predictions
+    def electronegativities(self, atoms, weights, coefficients):
+        """chi (N, T) in |e| for weights (n_species, n_per_species)."""
+        index = self.density.species_index(atoms)
+        w = weights.reshape(-1, self.n_channels, self.n_invariants)[index]
+        return np.einsum("if,itf->it", self.invariants(coefficients), w)
+
+    def polarization(self, atoms, weights, coefficients):
+        """Learned P (3,) = ``sum_j sum_t chi_j^t b_j^t`` in |e| Angstrom."""
+        return np.einsum("it,ita->a", self.electronegativities(atoms, weights, coefficients), self.bond_sums(atoms))
+
+    def charges(self, atoms, weights, coefficients):
+        """Learned charges (N,) in |e|: ``sum_k sum_n f_n(r_jk) (chi_j^(s(k),n) - chi_k^(s(j),n))``; zero sum."""
+        chi = self.electronegativities(atoms, weights, coefficients)
+        centre, neighbour, channel, f, _, _ = self.bonds(atoms)
+        index = self.density.species_index(atoms)
+        reverse = index[centre][:, None] * self.n_transfer + np.arange(self.n_transfer)
+        flow = np.sum(f * (chi[centre[:, None], channel] - chi[neighbour[:, None], reverse]), axis=1)
+        return np.bincount(centre, weights=flow, minlength=len(atoms))
+
+    def born_charges(self, atoms, weights, expansion):
+        """Learned Z (N, 3, 3) in |e|: the two terms of :meth:`born_charge_design`, contracted with the
+        weights per pair before summing (no design block is formed)."""
+        index = self.density.species_index(atoms)
+        c, (pairs, grads) = expansion
+        w = weights.reshape(-1, self.n_channels, self.n_invariants)
+        chi = np.einsum("if,itf->it", self.invariants(c), w[index])
+        bonds = self.bonds(atoms)
+        b = self.bond_sums(atoms, bonds)
+        dchi = np.einsum("pbf,ptf->pbt", self.invariant_gradients(c, pairs, grads), w[index[pairs[:, 0]]])
+        per_pair = np.einsum("pta,pbt->pab", b[pairs[:, 0]], dchi).reshape(len(pairs), 9)
+        z = reduction_matrix(pairs[:, 1], len(atoms)) @ per_pair
+        centre, neighbour, channel, f, r, df = bonds
+        flow = chi[centre[:, None], channel]  # (bonds, n)
+        per_bond = (np.sum(f * flow, axis=1)[:, None, None] * np.eye(3)
+                    + np.sum(df * flow, axis=1)[:, None, None] * _radial_outer(r)).reshape(len(f), 9)
+        z += (reduction_matrix(centre, len(atoms)) - reduction_matrix(neighbour, len(atoms))) @ per_bond
+        return z.reshape(-1, 3, 3)
+
+
+def _radial_outer(r):
+    """``r r^T / |r|`` (P, 3, 3) of bond vectors r (P, 3): with df/dr, the non-isotropic part of d(f r)/dx."""
+    distance = np.linalg.norm(r, axis=1)
+    return r[:, :, None] * r[:, None, :] / np.where(distance > 0, distance, 1.0)[:, None, None]
