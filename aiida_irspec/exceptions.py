@@ -1,5 +1,13 @@
 """Errors that the package raises for bad input; the CLI turns them into one clean message."""
 
+import zipfile
+import zlib
+
+#: What numpy and zipfile raise while reading a damaged or foreign ``.npz`` (cut off, bytes changed, an
+#: unsupported zip feature): the readers turn these into a clean error or a parser exit code.
+DAMAGED_NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, NotImplementedError, RuntimeError,
+                      zipfile.BadZipFile, zlib.error)
+
 
 class IrspecError(Exception):
     """Base class of every error that is the user's input, not a bug."""

@@ -1,5 +1,6 @@
-"""Shared fixtures: an isolated AiiDA profile (aiida-core's fixtures), the shared VASP data, and a
-production-like PostgreSQL + RabbitMQ profile for the tests marked ``services``."""
+"""Shared fixtures: an isolated AiiDA profile (aiida-core's fixtures), the shared VASP data, a
+production-like PostgreSQL + RabbitMQ profile for the tests marked ``services``, and an embedded
+SQLite + ZeroMQ profile (no service) for daemon tests."""
 
 import os
 import pathlib
@@ -14,6 +15,20 @@ pytest_plugins = ["aiida.tools.pytest_fixtures"]
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("IRSPEC_SHARED", REPO.parent / "shared"))
+
+
+def pytest_configure(config):
+    """Hypothesis profile ``reliability`` (thousands of fuzz cases): loaded by ``-m reliability`` or by the
+    environment variable ``HYPOTHESIS_PROFILE=reliability``; the default run keeps hypothesis' defaults."""
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("reliability", max_examples=int(os.environ.get("IRSPEC_FUZZ_EXAMPLES", 1000)),
+                              deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    markexpr = config.getoption("markexpr", "") or ""
+    if "reliability" in markexpr and "not reliability" not in markexpr:
+        settings.load_profile("reliability")
+    elif os.environ.get("HYPOTHESIS_PROFILE"):
+        settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 
 def port_open(port, host="127.0.0.1", timeout=1.0):
@@ -79,3 +94,17 @@ def postgres_rabbitmq_profile(aiida_config_tmp, aiida_profile_factory):
         with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             conn.execute(f"DROP ROLE IF EXISTS {name}")
+
+
+@pytest.fixture
+def sqlite_zeromq_profile(aiida_config_tmp, aiida_profile_factory):
+    """A temporary profile on SQLite (core.sqlite_dos) with aiida-core's ZeroMQ broker, loaded for one test:
+    the default of ``verdi presto``; the daemon starts the broker service itself (no external service)."""
+    try:
+        with aiida_profile_factory(aiida_config_tmp, storage_backend="core.sqlite_dos",
+                                   broker_backend="core.zeromq") as profile:
+            yield profile
+    finally:
+        from aiida.manage import get_manager
+
+        get_manager().reset_profile()

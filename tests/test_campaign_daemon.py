@@ -1,14 +1,13 @@
 """`aiida-irspec campaign submit` on the production set-up: PostgreSQL + RabbitMQ profile, a real daemon."""
 
 import re
-import shutil
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from campaign_helpers import tiny_campaign_spec
-from daemon_helpers import running_daemon, wait_until
+from daemon_helpers import daemon_codes, daemon_computer, running_daemon, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -19,15 +18,7 @@ def test_campaign_submit_runs_on_the_daemon(postgres_rabbitmq_profile, tmp_path)
     from aiida_irspec.cli import cli
 
     profile = postgres_rabbitmq_profile
-    computer = orm.Computer(label="localhost-daemon", hostname="localhost", transport_type="core.local",
-                            scheduler_type="core.direct", workdir=str(tmp_path / "work")).store()
-    computer.configure(safe_interval=0.0)
-    computer.set_minimum_job_poll_interval(0.5)
-    executable = shutil.which("aiida-irspec")
-    engine = orm.InstalledCode(label="tblite", computer=computer, filepath_executable=executable,
-                               default_calc_job_plugin="irspec.tblite.md").store()
-    predict = orm.InstalledCode(label="irspec", computer=computer, filepath_executable=executable,
-                                default_calc_job_plugin="irspec.predict_pdot").store()
+    engine, predict = daemon_codes(daemon_computer(tmp_path / "work"))
     spec = tmp_path / "tiny.yaml"
     spec.write_text(yaml.safe_dump(tiny_campaign_spec(engine.full_label, predict.full_label)))
 

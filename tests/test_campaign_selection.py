@@ -24,6 +24,13 @@ def test_farthest_point_covers_every_cluster_first():
     assert labels[farthest_point(points, 1, selected=covered)[0]] == 2
 
 
+def test_farthest_point_never_rechooses_among_identical_rows():
+    # a pool of repeated frames: every distance is 0, and the already chosen rows must still not come back
+    points = np.repeat(np.eye(3), 4, axis=0)
+    picks = farthest_point(points, 10, selected=[0, 4])
+    assert sorted(picks) == sorted(set(range(12)) - {0, 4})
+
+
 def test_farthest_point_is_greedy_max_min():
     rng = np.random.default_rng(3)
     points = rng.normal(size=(40, 3))

@@ -140,6 +140,21 @@ def test_consistency_rules():
     assert line == "sampling.stride: 10 does not divide sampling.steps (5005)"
 
 
+def test_codes_computer_completes_bare_labels_and_refuses_another_computer():
+    from aiida_irspec.campaign.spec import code_label
+
+    full = validate_spec(MINIMAL)
+    assert full["codes"]["computer"] is None and code_label(full, "engine") == "tblite@localhost"
+    moved = validate_spec({**MINIMAL, "codes": {"computer": "cluster", "engine": "tblite",
+                                                "predict": "irspec@cluster"}})
+    assert [code_label(moved, key) for key in ("engine", "predict")] == ["tblite@cluster", "irspec@cluster"]
+    assert problems_of({**MINIMAL, "codes": {**MINIMAL["codes"], "computer": "cluster"}}) == [
+        "codes.engine: 'tblite@localhost' names another computer than codes.computer ('cluster'); give the bare "
+        "label 'tblite'",
+        "codes.predict: 'irspec@localhost' names another computer than codes.computer ('cluster'); give the bare "
+        "label 'irspec'"]
+
+
 def test_not_a_mapping_and_bad_yaml(tmp_path):
     (line,) = problems_of(dict(MINIMAL, structure="water.xyz"))
     assert line.startswith("structure: expected a mapping")

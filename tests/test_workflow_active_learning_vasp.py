@@ -8,52 +8,17 @@ reference job the loop launches runs aiida-vasp's real CalcJob and parser on a r
 
 import numpy as np
 import pytest
-from vasp_mock import add_outputs, mock_vasp_code, registry_options, upload_standin_family, written_inputs
+from vasp_mock import MAPPING, ZRO2_CONVERGED, zro2_born_charges_setup
 
 pytestmark = pytest.mark.shared
 
-MAPPING = {"Zr": "Zr_sv", "O": "O_s"}
 MODEL_SETTINGS = {"descriptor": {"cutoff": 3.5, "n_radial": 3, "l_max": 1}, "baseline": "formal"}
-
-
-# 12 structures of the shared set whose OUTCARs aiida-vasp's parser (parsevasp) judges electronically converged.
-# It flags some of the real DFPT runs (e.g. 23, 29, 31, 37) as not converged (an ionic step at NELM), which makes
-# VaspBornChargesWorkChain restart them (the handler is tested in tests/test_vasp_workchains.py); not wanted here.
-POOL_NUMBERS = (1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 25)
-
-
-def zro2_pool(zro2_dir, numbers):
-    """A periodic TrajectoryData whose frame k is POSCAR.<numbers[k]> (positions and cell)."""
-    from aiida import orm
-    from ase.io import read
-
-    frames = [read(zro2_dir / f"POSCAR.{n}", format="vasp") for n in numbers]
-    pool = orm.TrajectoryData()
-    pool.set_trajectory(frames[0].get_chemical_symbols(), np.array([f.positions for f in frames]),
-                        stepids=np.arange(len(frames)), cells=np.array([f.cell.array for f in frames]),
-                        pbc=(True, True, True))
-    return pool.store()
 
 
 @pytest.fixture
 def zro2_vasp(aiida_profile_clean, aiida_localhost, tmp_path, zro2_dir):
     """Pool, mock-vasp code, stand-in POTCARs and a registry with one DFPT case per pool frame."""
-    from aiida_irspec.data.frames import frame_structure
-    from aiida_irspec.workflows.vasp.born_charges import VaspBornChargesWorkChain
-
-    numbers = list(POOL_NUMBERS)
-    pool = zro2_pool(zro2_dir, numbers)
-    family = upload_standin_family(tmp_path / "potcars", ["Zr_sv", "O_s"])
-    code = mock_vasp_code(aiida_localhost)
-    registry = tmp_path / "registry"
-    options = registry_options(registry)
-    for frame, number in enumerate(numbers):
-        builder = VaspBornChargesWorkChain.get_builder_from_protocol(
-            code, frame_structure(pool, frame), options=options, potential_family=family, potential_mapping=MAPPING)
-        case = registry / f"zro2-{number}"
-        written_inputs(VaspBornChargesWorkChain._process_class, builder.vasp._inputs(prune=True), case / "inp")
-        add_outputs(case, {"OUTCAR": zro2_dir / f"OUTCAR.{number}.gz"})
-    return {"pool": pool, "numbers": numbers, "code": code, "family": family, "options": options}
+    return zro2_born_charges_setup(aiida_localhost, zro2_dir, tmp_path, ZRO2_CONVERGED)
 
 
 def test_active_learning_with_vasp_references(zro2_vasp, zro2_dir):

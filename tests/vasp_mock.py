@@ -122,3 +122,52 @@ def add_real_run(case, run_dir, inputs=("INCAR", "POSCAR", "KPOINTS")):
     for name in inputs:
         shutil.copy(run_dir / name, inp / name)
     return add_outputs(case, {name: run_dir / name for name in VASP_OUTPUTS if (run_dir / name).is_file()})
+
+
+MAPPING = {"Zr": "Zr_sv", "O": "O_s"}
+
+# 12 structures of the shared ZrO2 set whose OUTCARs aiida-vasp's parser (parsevasp) judges electronically
+# converged. It flags some of the real DFPT runs (e.g. 23, 29, 31, 37) as not converged (an ionic step at NELM),
+# which makes VaspBornChargesWorkChain restart them (the handler is tested in tests/test_vasp_workchains.py).
+ZRO2_CONVERGED = (1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 25)
+
+
+def zro2_pool(zro2_dir, numbers):
+    """A stored periodic TrajectoryData whose frame k is POSCAR.<numbers[k]> (positions and cell)."""
+    import numpy as np
+    from aiida import orm
+    from ase.io import read
+
+    frames = [read(zro2_dir / f"POSCAR.{n}", format="vasp") for n in numbers]
+    pool = orm.TrajectoryData()
+    pool.set_trajectory(frames[0].get_chemical_symbols(), np.array([f.positions for f in frames]),
+                        stepids=np.arange(len(frames)), cells=np.array([f.cell.array for f in frames]),
+                        pbc=(True, True, True))
+    return pool.store()
+
+
+def zro2_born_charges_setup(computer, zro2_dir, folder, numbers):
+    """A ZrO2 pool (frame k = structure ``numbers[k]``; numbers may repeat), a mock-vasp code on ``computer``,
+    stand-in POTCARs and a registry in ``folder`` with one DFPT case per distinct structure: the INCAR / POSCAR /
+    KPOINTS that VaspBornChargesWorkChain writes for it (a dry run) with that structure's real OUTCAR.
+
+    :returns: dict with ``pool``, ``numbers`` (list), ``code``, ``family`` (label) and ``options`` (CalcJob options).
+    """
+    from aiida_irspec.data.frames import frame_structure
+    from aiida_irspec.workflows.vasp.born_charges import VaspBornChargesWorkChain
+
+    numbers = list(numbers)
+    pool = zro2_pool(zro2_dir, numbers)
+    folder = pathlib.Path(folder)
+    family = upload_standin_family(folder / "potcars", sorted(set(MAPPING.values())))
+    code = mock_vasp_code(computer)
+    registry = folder / "registry"
+    options = registry_options(registry)
+    for number in sorted(set(numbers)):
+        builder = VaspBornChargesWorkChain.get_builder_from_protocol(
+            code, frame_structure(pool, numbers.index(number)), options=options, potential_family=family,
+            potential_mapping=MAPPING)
+        case = registry / f"zro2-{number}"
+        written_inputs(VaspBornChargesWorkChain._process_class, builder.vasp._inputs(prune=True), case / "inp")
+        add_outputs(case, {"OUTCAR": zro2_dir / f"OUTCAR.{number}.gz"})
+    return {"pool": pool, "numbers": numbers, "code": code, "family": family, "options": options}

@@ -5,9 +5,11 @@ No AiiDA. A trajectory file is either
 * an ``.npz`` with ``times`` (F,) fs, ``positions`` (F, N, 3) Angstrom (unwrapped), ``cells`` (F, 3, 3)
   Angstrom, ``numbers`` (N,), optional ``pbc`` (3,) and optional ``velocities`` (F, N, 3) Angstrom/fs (the
   tblite MD output and what the prediction CalcJob writes from a TrajectoryData), or
-* any trajectory ASE reads (vasprun.xml, XDATCAR, extxyz, ...) with the time between frames given; its
-  positions are unwrapped here (frame-to-frame minimum image) because the model's baseline charges need
-  continuous positions.
+* any trajectory ASE reads (vasprun.xml, XDATCAR, extxyz, ...) with the time between frames given.
+
+Periodic positions are unwrapped here (frame-to-frame minimum image: an atom that jumps across the cell
+is moved back by whole lattice vectors) because the model's baseline charges need continuous positions.
+Shapes, finite values and increasing times of an npz are checked (:class:`MalformedFileError`).
 
 Two routes: ``"velocity"`` gives dP/dt = sum_i Z_i v_i from the velocities (``predict_pdot``);
 ``"polarization"`` gives P (F, 3) at every frame, from which the spectrum takes dP/dt by finite
@@ -18,22 +20,26 @@ import pathlib
 
 import numpy as np
 
-from aiida_irspec.exceptions import InputError, MalformedFileError
+from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, InputError, MalformedFileError
 
 ROUTES = ("velocity", "polarization")
 REQUIRED_NPZ = ("times", "positions", "cells", "numbers")
 
 
 def unwrap(positions, cells):
-    """Positions (F, N, 3) made continuous: each step is the minimum image of the raw step (cells (F, 3, 3))."""
+    """Positions (F, N, 3) made continuous: each step is the minimum image of the raw step (cells (F, 3, 3)).
+
+    Only whole lattice vectors are subtracted, so positions that are already continuous come back unchanged.
+    """
     positions = np.array(positions, dtype=float)
     for f in range(1, len(positions)):
         cell = cells[f]
         if not np.any(cell):
             continue
         step = positions[f] - positions[f - 1]
-        fractional = np.linalg.solve(cell.T, step.T).T
-        positions[f] = positions[f - 1] + (fractional - np.round(fractional)) @ cell
+        jumps = np.round(np.linalg.solve(cell.T, step.T).T)
+        if jumps.any():
+            positions[f] -= jumps @ cell
     return positions
 
 
@@ -47,16 +53,17 @@ def read_trajectory(path, timestep=None):
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in data.files}
-        except (OSError, ValueError) as error:
+        except DAMAGED_NPZ_ERRORS as error:
             raise MalformedFileError(path, None, "an npz trajectory", str(error)) from None
         missing = [name for name in REQUIRED_NPZ if name not in arrays]
         if missing:
             raise MalformedFileError(path, None, f"arrays {', '.join(REQUIRED_NPZ)}", f"missing {', '.join(missing)}")
-        pbc = arrays.get("pbc", np.linalg.norm(arrays["cells"][0], axis=1) > 0)
-        return {"times": arrays["times"], "positions": arrays["positions"], "cells": arrays["cells"],
-                "numbers": arrays["numbers"], "pbc": np.asarray(pbc, dtype=bool),
-                "velocities": arrays.get("velocities")}
-    if timestep is None or not timestep > 0:
+        _check_npz_arrays(path, arrays)
+        pbc = np.asarray(arrays.get("pbc", np.linalg.norm(arrays["cells"][0], axis=1) > 0), dtype=bool)
+        positions = unwrap(arrays["positions"], arrays["cells"]) if pbc.any() else arrays["positions"]
+        return {"times": arrays["times"], "positions": positions, "cells": arrays["cells"],
+                "numbers": arrays["numbers"], "pbc": pbc, "velocities": arrays.get("velocities")}
+    if timestep is None or not 0 < timestep < np.inf:
         raise InputError(f"{path}: give the time between frames (fs) for a trajectory that is not an npz file")
     import ase.io
 
@@ -64,10 +71,33 @@ def read_trajectory(path, timestep=None):
         frames = ase.io.read(path, index=":")
     except Exception as error:  # ASE raises many kinds for unreadable files
         raise MalformedFileError(path, None, "a trajectory ASE can read", str(error)) from None
+    if any(len(atoms) != len(frames[0]) or np.any(atoms.numbers != frames[0].numbers) for atoms in frames):
+        raise MalformedFileError(path, None, "the same atoms in every frame", "frames with different atoms")
     cells = np.array([atoms.cell.array for atoms in frames])
     return {"times": np.arange(len(frames)) * float(timestep),
             "positions": unwrap([atoms.positions for atoms in frames], cells), "cells": cells,
             "numbers": frames[0].numbers, "pbc": frames[0].pbc, "velocities": None}
+
+
+def _check_npz_arrays(path, arrays):
+    """MalformedFileError unless the npz arrays have matching shapes ((F,), (F, N, 3), (F, 3, 3), (N,), F >= 1)
+    and finite values."""
+    numbers, positions = arrays["numbers"], arrays["positions"]
+    n_frames, n_atoms = len(arrays["times"]), len(numbers) if numbers.ndim == 1 else -1
+    expected = {"times": (n_frames,), "positions": (n_frames, n_atoms, 3), "cells": (n_frames, 3, 3),
+                "numbers": (n_atoms,), "velocities": (n_frames, n_atoms, 3), "pbc": (3,)}
+    if n_frames == 0 or n_atoms <= 0:
+        raise MalformedFileError(path, None, "at least one frame of at least one atom",
+                                 f"times {arrays['times'].shape}, numbers {numbers.shape}")
+    for name, shape in expected.items():
+        if name in arrays and arrays[name].shape != shape:
+            raise MalformedFileError(path, None, f"'{name}' of shape {shape} (from times and numbers)",
+                                     f"shape {arrays[name].shape}")
+        if name in arrays and name != "pbc" and not (np.issubdtype(arrays[name].dtype, np.number)
+                                                       and np.all(np.isfinite(arrays[name]))):
+            raise MalformedFileError(path, None, f"finite numbers in '{name}'", "NaN, infinite or non-numeric values")
+    if positions.shape[0] > 1 and not np.all(np.diff(arrays["times"]) > 0):
+        raise MalformedFileError(path, None, "increasing 'times'", "times that do not increase")
 
 
 def trajectory_atoms(trajectory):

@@ -9,6 +9,7 @@ This module imports no AiiDA (and ASE only in :func:`load_structure`).
 """
 
 import difflib
+import math
 import pathlib
 from dataclasses import dataclass
 
@@ -83,7 +84,11 @@ SCHEMA = Section(doc="A campaign: sampling MD -> active learning of the polariza
                             doc="Number of molecules: the spectrum is then given per molecule (km/mol); "
                                 "null gives it per volume (cm^-1, periodic cells)."),
     }),
-    "codes": Section(doc="AiiDA codes (labels such as `tblite@localhost`).", options={
+    "codes": Section(doc="AiiDA codes (labels such as `tblite@localhost`, or `tblite` with `computer`).", options={
+        "computer": Option("str", None, nullable=True,
+                           doc="AiiDA Computer of the codes: a code label without `@computer` is looked up on it "
+                               "(`aiida-irspec cluster setup` makes such codes), so that moving a campaign to "
+                               "another computer is this one line."),
         "engine": Option("str", doc="Code that runs the engine (tblite: `aiida-irspec engine`; VASP: vasp)."),
         "predict": Option("str", doc="Code that runs `aiida-irspec pdot` on the computer where the "
                                      "trajectories are stored."),
@@ -131,6 +136,11 @@ SCHEMA = Section(doc="A campaign: sampling MD -> active learning of the polariza
         "cutoff_width": Option("float", 0.5, minimum=0, exclusive_minimum=True,
                                doc="Switching width of the shifted cosine (Angstrom)."),
         "body_order": Option("int", 3, choices=(2, 3), doc="2-body only, or 2+3-body features."),
+        "kind": Option("str", "dipole", choices=("dipole", "monopole", "combined", "auto"),
+                       doc="Learned part: atomic dipoles, conserved charges flowing between neighbours, both, "
+                           "or the kind with the lowest cross-validated error."),
+        "transfer_cutoff": Option("float", 4.0, minimum=0, exclusive_minimum=True,
+                                  doc="Charge-transfer range of the monopole part (Angstrom)."),
         "baseline": Option("str", "auto", choices=("auto", "formal", "mean", "zero"),
                            doc="Static charges added to the learned part; auto: formal charges for periodic "
                                "cells, for molecules the best of zero / species mean / formal by cross-validation."),
@@ -199,7 +209,8 @@ def _type_ok(option, value):
             and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) and v[0] < v[1]
             for k, v in value.items())
     python_type = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict}[option.kind]
-    return isinstance(value, python_type) and (option.kind == "bool" or not isinstance(value, bool))
+    typed = isinstance(value, python_type) and (option.kind == "bool" or not isinstance(value, bool))
+    return typed and (option.kind != "float" or math.isfinite(value))  # YAML reads .nan and .inf as floats
 
 
 def _check_option(path, option, value):
@@ -261,8 +272,22 @@ def _copy(value):
     return value
 
 
+def code_label(spec, key):
+    """The full label (``label@computer``) of ``codes.<key>`` of a validated spec; a bare label when the spec
+    names no computer."""
+    label, computer = spec["codes"][key], spec["codes"]["computer"]
+    return label if computer is None or "@" in label else f"{label}@{computer}"
+
+
 def _check_consistency(spec, problems):
     """Rules that tie several options together."""
+    codes = spec.get("codes", {})
+    if isinstance(codes.get("computer"), str):
+        for key in ("engine", "predict"):
+            label = codes.get(key)
+            if isinstance(label, str) and "@" in label and label.rsplit("@", 1)[1] != codes["computer"]:
+                problems.append(f"codes.{key}: {label!r} names another computer than codes.computer "
+                                f"({codes['computer']!r}); give the bare label {label.rsplit('@', 1)[0]!r}")
     learning = spec.get("active_learning", {})
     if not all(isinstance(learning.get(k), int) for k in ("initial", "holdout", "budget")):
         return
@@ -313,6 +338,8 @@ def load_spec(path):
     path = pathlib.Path(path).expanduser().resolve()
     try:
         raw = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not a text (UTF-8) file: {error.reason} at byte {error.start}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         raise InputError(f"{path}: not valid YAML"

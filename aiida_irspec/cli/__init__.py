@@ -16,6 +16,7 @@ COMMANDS = {
     "spectrum": "spectrum:spectrum",
     "pdot": "trajectory:pdot",
     "campaign": "campaign:campaign",
+    "cluster": "cluster:cluster",
     "demo": "demo:demo",
 }
 

@@ -17,7 +17,7 @@ from aiida_irspec.cli.utils import user_errors
 @click.option("--route", type=click.Choice(["velocity", "polarization"]), default="velocity", show_default=True,
               help="dP/dt from the velocities, or P at every frame (dP/dt by finite differences later).")
 @click.option("--timestep", type=float, help="fs between frames (only for trajectories that are not npz files).")
-@click.option("--batch-size", type=int, help="Frames predicted at once (bounds the memory).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Frames predicted at once (bounds the memory).")
 @user_errors
 def pdot(model, trajectory, output, route, timestep, batch_size):
     """Predict dP/dt (or P) with MODEL along TRAJECTORY (npz from `engine md`, or vasprun.xml, XDATCAR, extxyz)."""

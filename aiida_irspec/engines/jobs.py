@@ -48,6 +48,8 @@ def read_structure(path):
         raise MalformedFileError(path, None, "an extended XYZ structure", str(error)) from error
     if len(frames) != 1:
         raise MalformedFileError(path, None, "exactly one structure", f"{len(frames)} structures")
+    if not (np.all(np.isfinite(frames[0].positions)) and np.all(np.isfinite(frames[0].cell.array))):
+        raise MalformedFileError(path, None, "finite positions and cell", "NaN or infinite values")
     return frames[0]
 
 
@@ -63,6 +65,8 @@ def read_settings(path, defaults):
         raise InputError(f"settings file not found: {path}") from error
     except json.JSONDecodeError as error:
         raise MalformedFileError(path, error.lineno, "a JSON object", error.msg) from error
+    except UnicodeDecodeError as error:
+        raise MalformedFileError(path, None, "a JSON object (UTF-8 text)", f"byte {error.object[error.start]:#04x}") from error
     if not isinstance(given, dict):
         raise MalformedFileError(path, None, "a JSON object", type(given).__name__)
     message = unknown_settings(given, defaults)
@@ -124,7 +128,7 @@ def run_md_job(structure, settings=None, velocities=None, output=TRAJECTORY_FILE
         if velocities is not None:
             try:
                 initial = np.load(velocities, allow_pickle=False)
-            except (OSError, ValueError) as error:
+            except (OSError, ValueError, EOFError) as error:
                 raise MalformedFileError(velocities, None, "a .npy array (N, 3) in Angstrom/fs", str(error)) from error
         calculator = tblite.make_calculator(**{key: options[key] for key in CALCULATOR_SETTINGS})
         result = md.run_md(atoms, calculator, ensemble=options["ensemble"], temperature=options["temperature"],

@@ -30,6 +30,7 @@ import dataclasses
 import gzip
 import pathlib
 import xml.etree.ElementTree as ET
+import zlib
 
 import numpy as np
 
@@ -292,9 +293,13 @@ def _read_vasprun_frames(path):
                     if basis is None or frac is None or energy is None:
                         elem.clear()
                         continue
-                    cells.append([[float(x) for x in v.text.split()] for v in basis])
-                    positions.append([[float(x) for x in v.text.split()] for v in frac])
-                    items = {i.get("name"): float(i.text) for i in energy.findall("i")}
+                    try:
+                        cells.append(_vectors(basis, 3))
+                        positions.append(_vectors(frac, len(symbols)))
+                        items = {i.get("name"): float(i.text) for i in energy.findall("i")}
+                    except (ValueError, TypeError) as error:
+                        raise MalformedFileError(path, None, f"numbers in <calculation> step {len(potential) + 1}",
+                                                 str(error)) from error
                     potential.append(items.get("e_fr_energy", np.nan))
                     kinetic.append(items.get("kinetic", np.nan))
                     elem.clear()
@@ -302,9 +307,20 @@ def _read_vasprun_frames(path):
         if not cells:
             raise MalformedFileError(path, error.position[0], "a vasprun.xml with complete MD steps",
                                      str(error)) from error
+    except (OSError, EOFError, zlib.error) as error:  # a gzip stream that is cut off or damaged
+        if not cells:
+            raise MalformedFileError(path, None, "a complete gzip stream", str(error)) from error
     if not cells:
         raise MalformedFileError(path, None, "at least one complete <calculation> step")
     return (np.array(cells), np.array(positions), symbols, np.array(potential), np.array(kinetic))
+
+
+def _vectors(varray, count):
+    """(count, 3) floats of the ``<v>`` rows of a vasprun.xml ``varray``; ValueError when they do not fit."""
+    rows = [[float(x) for x in (v.text or "").split()] for v in varray]
+    if len(rows) != count or any(len(row) != 3 for row in rows):
+        raise ValueError(f"{len(rows)} rows of {sorted({len(row) for row in rows})} numbers, expected {count} x 3")
+    return rows
 
 
 def _read_xdatcar_frames(path):
@@ -313,11 +329,20 @@ def _read_xdatcar_frames(path):
 
     from ase.io import read
 
-    with _open_text(path) as handle:
-        frames = read(io.StringIO(handle.read()), index=":", format="vasp-xdatcar")
+    try:
+        with _open_text(path) as handle:
+            text = handle.read()
+    except (OSError, EOFError, zlib.error) as error:  # a gzip stream that is cut off or damaged
+        raise MalformedFileError(path, None, "a complete gzip stream", str(error)) from error
+    try:
+        frames = read(io.StringIO(text), index=":", format="vasp-xdatcar")
+    except Exception as error:  # noqa: BLE001 - ASE's reader raises many kinds on a malformed file
+        raise MalformedFileError(path, None, "an XDATCAR", f"{type(error).__name__}: {error}") from error
     if not frames:
         raise MalformedFileError(path, None, "at least one configuration")
     cells = np.array([f.cell.array for f in frames])
+    if not (np.all(np.isfinite(cells)) and np.all(np.abs(np.linalg.det(cells)) > 1e-6)):
+        raise MalformedFileError(path, None, "cells of three independent finite vectors", "a degenerate cell")
     fractional = np.array([f.get_scaled_positions(wrap=False) for f in frames])
     return cells, fractional, frames[0].get_chemical_symbols()
 
@@ -347,6 +372,10 @@ def read_md_trajectory(*, timestep, stride=1, vasprun=None, xdatcar=None):
         raise InputError("give vasprun or xdatcar")
     if len(symbols) != fractional.shape[1]:
         raise MalformedFileError(source["path"], None, f"{fractional.shape[1]} atom symbols", len(symbols))
+    if not (np.all(np.isfinite(cells)) and np.all(np.isfinite(fractional))
+            and np.all(np.abs(np.linalg.det(cells)) > 1e-6)):
+        raise MalformedFileError(source["path"], None, "finite positions and cells of three independent vectors",
+                                 "NaN, infinite or degenerate values")
     if not (isinstance(stride, (int, np.integer)) and stride > 0):
         raise InputError(f"stride must be a positive integer, got {stride!r}")
     steps = 1 + np.arange(len(cells)) * int(stride)

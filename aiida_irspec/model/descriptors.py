@@ -49,8 +49,8 @@ class DescriptorSettings:
     cutoff_width: float = 0.5
     body_order: int = 3
     transfer_cutoff: float = 4.0
-    transfer_radial: int = 4
-    invariant_radial: int = 2
+    transfer_radial: int = 2
+    invariant_radial: int = 3
 
     def __post_init__(self):
         if (not self.cutoff > 0 or not self.gaussian_width > 0 or not 0 < self.cutoff_width <= self.cutoff

@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from aiida_irspec.exceptions import InputError, ModelError
+from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, InputError, ModelError
 from aiida_irspec.model import baseline as baseline_charges
 from aiida_irspec.model.descriptors import DescriptorSettings
 from aiida_irspec.model.kinds import KINDS, ModelSpace
@@ -392,14 +392,11 @@ class PolarizationModel:
     @classmethod
     def load(cls, path):
         """Read a file written by :meth:`save`; ModelError for anything else or another format version."""
-        import zipfile
-        import zlib
-
         try:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
                 arrays = {name: data[name] for name in data.files if name != "header"}
-        except (zipfile.BadZipFile, zlib.error, ValueError, KeyError, OSError, EOFError) as error:
+        except DAMAGED_NPZ_ERRORS as error:
             if isinstance(error, FileNotFoundError):
                 raise
             raise ModelError(f"{path}: not an aiida-irspec polarization model file ({error})") from None

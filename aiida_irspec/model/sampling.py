@@ -51,6 +51,7 @@ def farthest_point(descriptors, k, selected=()):
     selected = check_selection(len(descriptors), k, selected)
     if selected.size:
         distance = distances_to(descriptors, selected)
+        distance[selected] = -np.inf  # never again, even when an unchosen row is identical (distance 0 too)
     else:
         distance = np.linalg.norm(descriptors - descriptors.mean(axis=0), axis=1)
     picks = []

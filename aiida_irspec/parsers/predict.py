@@ -6,6 +6,7 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from aiida_irspec.calculations.predict import OUTPUT_FILE
+from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS
 
 UNITS = {"times": "fs", "pdot": "|e| Angstrom/fs", "polarization": "|e| Angstrom"}
 
@@ -28,7 +29,7 @@ class PredictPdotParser(Parser):
             if arrays[series[0]].shape != (len(arrays["times"]), 3) or not np.all(np.isfinite(arrays[series[0]])):
                 raise ValueError(f"{series[0]} must be a finite ({len(arrays['times'])}, 3) array, "
                                  f"got shape {arrays[series[0]].shape}")
-        except (OSError, ValueError, EOFError) as error:
+        except DAMAGED_NPZ_ERRORS as error:
             return scheduler_exit or self.exit_codes.ERROR_CORRUPT_OUTPUT.format(error=str(error))
         node = orm.ArrayData()
         for name in ("times", series[0]):

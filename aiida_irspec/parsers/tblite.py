@@ -5,7 +5,6 @@ then attaches what it can read and returns that code rather than a missing-outpu
 """
 
 import json
-import zipfile
 
 import numpy as np
 from aiida import orm
@@ -13,6 +12,7 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from aiida_irspec.engines import jobs
+from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS
 
 TRAJECTORY_UNITS = {"positions": "Angstrom (unwrapped)", "cells": "Angstrom", "times": "fs",
                     "velocities": "Angstrom/fs", "potential_energy": "eV", "kinetic_energy": "eV",
@@ -71,7 +71,7 @@ class TbliteParser(Parser):
                 with np.load(handle, allow_pickle=False) as data:
                     arrays = {name: data[name] for name in data.files}
             nodes = self._nodes(arrays, summary)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        except DAMAGED_NPZ_ERRORS as error:
             return self.exit_codes.ERROR_CORRUPT_OUTPUT.format(filename=self.output_file, error=str(error))
         for name, node in nodes.items():
             self.out(name, node)

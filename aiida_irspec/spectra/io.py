@@ -1,10 +1,9 @@
 """Reading runs (npz with ``pdot`` or ``polarization``) and experimental curves (CSV), with validation."""
 
-import zipfile
 
 import numpy as np
 
-from aiida_irspec.exceptions import InputError, MalformedFileError
+from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, InputError, MalformedFileError
 from aiida_irspec.spectra.green_kubo import MIN_SAMPLES
 
 RUN_ARRAYS = ("pdot", "polarization")
@@ -19,7 +18,7 @@ def read_run(path):
     """
     try:
         archive = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, ValueError, OSError) as error:
+    except DAMAGED_NPZ_ERRORS as error:
         if isinstance(error, FileNotFoundError):
             raise
         raise MalformedFileError(path, None, "an .npz archive (numpy.savez)", type(error).__name__) from error
@@ -29,7 +28,10 @@ def read_run(path):
         kind = next((name for name in RUN_ARRAYS if name in archive.files), None)
         if kind is None:
             raise MalformedFileError(path, None, "an array 'pdot' or 'polarization'", ", ".join(archive.files))
-        array = archive[kind]
+        try:
+            array = archive[kind]
+        except DAMAGED_NPZ_ERRORS as error:  # damaged archive member
+            raise MalformedFileError(path, None, f"a readable array '{kind}'", str(error)) from error
     if array.ndim != 2 or array.shape[1] != 3:
         raise InputError(f"{path}: '{kind}' must have shape (steps, 3), got {array.shape}")
     if not np.issubdtype(array.dtype, np.number):
@@ -49,7 +51,7 @@ def read_experiment_csv(path):
     blank separated. Returns (frequency_cm1 (K,), intensity (K,)), sorted by frequency.
     """
     rows = []
-    with open(path) as handle:
+    with open(path, encoding="utf-8", errors="replace") as handle:  # a stray byte fails as a non-number
         for number, line in enumerate(handle, start=1):
             text = line.strip()
             if not text or text.startswith("#"):

@@ -25,6 +25,7 @@ from aiida_irspec.data.born_charges import BornChargesData
 from aiida_irspec.data.polarization_model import PolarizationModelData
 from aiida_irspec.settings import unknown_settings
 from aiida_irspec.workflows.born_charges import BornChargesWorkChain
+from aiida_irspec.workflows.resumable import SubmitOnce
 from aiida_irspec.workflows.select import SelectWorkChain
 
 DEFAULTS = {"strategy": "uncertainty", "initial": 8, "batch": 4, "budget": 40, "target_error": 0.05,
@@ -48,7 +49,7 @@ def _validate_settings(value, _):
     return None
 
 
-class ActiveLearningWorkChain(WorkChain):
+class ActiveLearningWorkChain(SubmitOnce, WorkChain):
     """Seed set, then: reference Born charges, fit, error estimate, choose more, until the target or budget."""
 
     @classmethod

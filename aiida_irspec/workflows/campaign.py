@@ -23,6 +23,7 @@ from aiida_irspec.exceptions import InputError
 from aiida_irspec.workflows.active_learning import ActiveLearningWorkChain
 from aiida_irspec.workflows.ir_spectrum import IRSpectrumWorkChain
 from aiida_irspec.workflows.md import MdWorkChain
+from aiida_irspec.workflows.resumable import SubmitOnce
 
 STAGES = ("sampling", "learning", "spectrum")
 
@@ -52,7 +53,7 @@ def _overrides(spec, section, **parameters):
     return overrides
 
 
-class CampaignWorkChain(WorkChain):
+class CampaignWorkChain(SubmitOnce, WorkChain):
     """An IR spectrum from scratch: sampling MD, active learning of the polarization model, NVE spectrum runs."""
 
     @classmethod
@@ -139,9 +140,9 @@ class CampaignWorkChain(WorkChain):
                         max_failed_fraction=spec["failures"]["max_failed_fraction"])
         model = spec["model"]
         descriptor_keys = ("cutoff", "n_radial", "l_max", "gaussian_width", "cutoff_function", "cutoff_width",
-                           "body_order")
+                           "body_order", "transfer_cutoff")
         model_settings = {"descriptor": {key: model[key] for key in descriptor_keys},
-                          **{key: model[key] for key in ("baseline", "basis", "n_sparse", "regularization")
+                          **{key: model[key] for key in ("kind", "baseline", "basis", "n_sparse", "regularization")
                              if model[key] is not None}}
         node = self.submit(ActiveLearningWorkChain, pool=pool, candidates=orm.List(candidates),
                            settings=orm.Dict(settings), model_settings=orm.Dict(model_settings),
@@ -212,18 +213,19 @@ def builder_from_spec(spec):
     codes loaded by label, the structure read (supercell applied), VASP extras as nodes."""
     from aiida.common.exceptions import MultipleObjectsError, NotExistent
 
-    from aiida_irspec.campaign.spec import load_structure
+    from aiida_irspec.campaign.spec import code_label, load_structure
     from aiida_irspec.data.frames import structure_from_atoms
 
     builder = CampaignWorkChain.get_builder()
     builder.spec = orm.Dict(spec)
     builder.structure = structure_from_atoms(load_structure(spec))
     for port, key in (("engine_code", "engine"), ("predict_code", "predict")):
+        label = code_label(spec, key)
         try:
-            builder[port] = orm.load_code(spec["codes"][key])
+            builder[port] = orm.load_code(label)
         except (NotExistent, MultipleObjectsError) as error:
-            raise InputError(f"codes.{key}: no unique AiiDA code {spec['codes'][key]!r} ({error}); "
-                             f"see `verdi code list`") from None
+            raise InputError(f"codes.{key}: no unique AiiDA code {label!r} ({error}); see `verdi code list` "
+                             f"(`aiida-irspec cluster setup` makes the codes of a computer)") from None
     if spec["engine"] == "vasp":
         vasp = spec["vasp"]
         extras = {"potential_family": orm.Str(vasp["potential_family"])}

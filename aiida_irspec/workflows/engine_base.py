@@ -7,17 +7,24 @@ passes its outputs on. Engine-specific extras go in the ``engine_inputs`` namesp
 plain values (Str, Int, Float, Bool, Dict, List) are handed over as Python values and any other node
 (KpointsData, SinglefileData, RemoteData, ...) as it is.
 
+A CalcJob of the engine (tblite's) that the scheduler ends for its wall time (exit status 120) is run
+once more, from the start, with twice its ``max_wallclock_seconds``; when that one fails too, the WorkChain
+fails with 401. (VASP's processes are WorkChains that restart from the killed run themselves.)
+
 Exit codes: 400 ERROR_INVALID_ENGINE_INPUTS (the engine refused to build its inputs); 401
 ERROR_ENGINE_FAILED (the engine process did not finish successfully: its exit status is in the message,
 and whatever outputs it made are still attached); 402 ERROR_ENGINE_OUTPUT_MISSING.
 """
 
 from aiida import orm
-from aiida.engine import ToContext, WorkChain
+from aiida.engine import CalcJob, ToContext, WorkChain, if_
 
 from aiida_irspec.workflows.engines import ENGINES, engine_process
+from aiida_irspec.workflows.resumable import SubmitOnce
 
 PROTOCOLS = ("fast", "moderate", "precise")
+WALLTIME = CalcJob.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status  # 120
+WALLTIME_FACTOR = 2
 
 
 def _validate_engine(value, _):
@@ -43,7 +50,7 @@ def plain(node):
     return node
 
 
-class EngineWorkChain(WorkChain):
+class EngineWorkChain(SubmitOnce, WorkChain):
     """Run one task with the chosen engine. Subclasses set ``_task`` and ``_task_outputs`` and may add inputs
     that they turn into task keyword arguments in :meth:`task_kwargs`."""
 
@@ -66,7 +73,7 @@ class EngineWorkChain(WorkChain):
         spec.input_namespace("engine_inputs", valid_type=orm.Data, dynamic=True, required=False,
                              help="Engine-specific extras passed to get_builder_from_protocol as keyword arguments "
                                   "(e.g. VASP: potential_family, potential_mapping, kpoints, ml_ff).")
-        spec.outline(cls.run_engine, cls.results)
+        spec.outline(cls.run_engine, if_(cls.killed_for_walltime)(cls.rerun_with_more_walltime), cls.results)
         spec.exit_code(400, "ERROR_INVALID_ENGINE_INPUTS", message="the {engine} engine refused the inputs: {error}")
         spec.exit_code(401, "ERROR_ENGINE_FAILED",
                        message="the {engine} {task} process <{pk}> failed with exit status {status}: {message}")
@@ -79,22 +86,43 @@ class EngineWorkChain(WorkChain):
 
     def run_engine(self):
         """Build the engine's inputs from its protocol and run it."""
+        return self._launch()
+
+    def _launch(self, options=None, link_label=None):
+        """Build and submit the engine process; ``options`` are merged over the input ones."""
         engine = self.inputs.engine.value
         process = engine_process(engine, self._task)
         extras = {name: plain(node) for name, node in self.inputs.get("engine_inputs", {}).items()}
+        merged = {**(self.inputs.options.get_dict() if "options" in self.inputs else {}), **(options or {})}
         try:
             builder = process.get_builder_from_protocol(
                 self.inputs.code, self.inputs.structure, protocol=self.inputs.protocol.value,
                 overrides=self.inputs.overrides.get_dict() if "overrides" in self.inputs else None,
-                options=self.inputs.options.get_dict() if "options" in self.inputs else None,
-                **self.task_kwargs(), **extras)
+                options=merged or None, **self.task_kwargs(), **extras)
         except (ValueError, TypeError) as error:
             self.report(f"building the {engine} inputs failed: {error}")
             return self.exit_codes.ERROR_INVALID_ENGINE_INPUTS.format(engine=engine, error=str(error))
-        builder.metadata.call_link_label = f"{engine}_{self._task}"
+        builder.metadata.call_link_label = link_label or f"{engine}_{self._task}"
         node = self.submit(builder)
         self.report(f"launched {process.__name__}<{node.pk}> ({engine}, protocol {self.inputs.protocol.value})")
         return ToContext(engine_process=node)
+
+    def killed_for_walltime(self):
+        """True when the engine's CalcJob was ended by the scheduler for its wall time (exit status 120)."""
+        node = self.ctx.engine_process
+        return node.exit_status == WALLTIME and node.process_type.startswith("aiida.calculations:")
+
+    def rerun_with_more_walltime(self):
+        """Run the job once more, from the start, with ``WALLTIME_FACTOR`` times the wall time of the killed one."""
+        node = self.ctx.engine_process
+        walltime = node.get_option("max_wallclock_seconds")
+        if not walltime:
+            self.report(f"{node.process_label}<{node.pk}> ran out of the scheduler's default wall time: not rerun")
+            return None
+        self.report(f"{node.process_label}<{node.pk}> ran out of its wall time ({walltime} s): running it again "
+                    f"with {WALLTIME_FACTOR * walltime} s")
+        return self._launch(options={"max_wallclock_seconds": WALLTIME_FACTOR * walltime},
+                            link_label=f"{self.inputs.engine.value}_{self._task}_walltime_rerun")
 
     def results(self):
         """Pass the engine's outputs on; fail with 401 / 402 when it failed or an output is missing."""

@@ -30,6 +30,7 @@ from aiida_irspec.data.ir_spectrum import IRSpectrumData
 from aiida_irspec.data.polarization_model import PolarizationModelData
 from aiida_irspec.settings import unknown_settings
 from aiida_irspec.workflows.md import MdWorkChain
+from aiida_irspec.workflows.resumable import SubmitOnce
 
 DEFAULTS = {"temperature": 300.0, "runs": 8, "steps": 4000, "timestep": 0.5, "stride": 1, "decorrelation": 200.0,
             "thermalization": 200.0, "seed": 2, "max_concurrent": 4, "max_failed_fraction": 0.25,
@@ -56,7 +57,7 @@ def _validate_settings(value, _):
     return None
 
 
-class IRSpectrumWorkChain(WorkChain):
+class IRSpectrumWorkChain(SubmitOnce, WorkChain):
     """IR spectrum with a confidence band from a polarization model along independent NVE runs."""
 
     @classmethod

@@ -20,6 +20,7 @@ from aiida_vasp.calcs.vasp import VaspCalculation
 
 from aiida_irspec.engines.vasp import next_electronic_fix
 from aiida_irspec.exceptions import InputError
+from aiida_irspec.workflows.resumable import SubmitOnce
 
 WALLTIME = CalcJob.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status
 
@@ -60,7 +61,7 @@ def killed_for_walltime(node):
     return exit_code is not None and exit_code.status == WALLTIME
 
 
-class VaspRestartWorkChain(BaseRestartWorkChain):
+class VaspRestartWorkChain(SubmitOnce, BaseRestartWorkChain):
     """BaseRestartWorkChain around an aiida-vasp VASP CalcJob with the handlers listed in the module doc.
 
     Subclasses set ``_process_class`` and implement ``results``.

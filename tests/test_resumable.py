@@ -1,0 +1,68 @@
+"""SubmitOnce (aiida_irspec.workflows.resumable): a WorkChain step that runs again after a crashed daemon worker
+does not launch its sub-processes a second time (the daemon test: tests/test_reliability_daemon.py)."""
+
+from aiida import orm
+from aiida.common.links import LinkType
+from aiida.engine import ToContext, WorkChain
+
+from aiida_irspec.workflows.resumable import SubmitOnce, call_link_label
+
+
+class Child(WorkChain):
+    """Does nothing."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("x", valid_type=orm.Int)
+        spec.outline(cls.noop)
+
+    def noop(self):
+        pass
+
+
+class Parent(SubmitOnce, WorkChain):
+    """Submits its child twice in one step, as a step re-run from the last checkpoint does; and once more where a
+    crashed worker left a stub child node without a process state."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.outline(cls.launch, cls.results)
+        spec.output("pks", valid_type=orm.List)
+
+    def launch(self):
+        inputs = {"x": orm.Int(1), "metadata": {"call_link_label": "child"}}
+        first, again = self.submit(Child, **inputs), self.submit(Child, **inputs)
+        stub = orm.WorkflowNode()
+        stub.base.links.add_incoming(self.node, LinkType.CALL_WORK, "restarted")
+        stub.store()
+        builder = Child.get_builder()
+        builder.x = orm.Int(2)
+        builder.metadata.call_link_label = "restarted"
+        relaunched = self.submit(builder)
+        self.ctx.pks = [first.pk, again.pk, stub.pk, relaunched.pk]
+        return ToContext(first=first, relaunched=relaunched)
+
+    def results(self):
+        self.out("pks", orm.List(self.ctx.pks).store())
+
+
+def test_a_labelled_submission_is_launched_once(aiida_profile_clean):
+    from aiida.engine import run_get_node
+
+    results, node = run_get_node(Parent)
+    first, again, stub, relaunched = results["pks"].get_list()
+    assert first == again  # the earlier launch is reused, not repeated
+    assert relaunched not in (first, stub) and orm.load_node(relaunched).is_finished_ok  # a stub is not waited for
+    labels = sorted(link.link_label for link in node.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all())
+    assert labels == ["child", "restarted", "restarted"]
+    assert "was launched before an interruption" in " ".join(log.message for log in orm.Log.collection.get_logs_for(node))
+
+
+def test_call_link_label_of_classes_and_builders():
+    builder = Child.get_builder()
+    builder.metadata.call_link_label = "b"
+    assert call_link_label(builder) == "b"
+    assert call_link_label(Child, {"metadata": {"call_link_label": "i"}}) == "i"
+    assert call_link_label(Child, metadata={"call_link_label": "k"}) == "k" and call_link_label(Child, x=1) is None
