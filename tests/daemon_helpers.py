@@ -130,13 +130,15 @@ def spectrum_arrays(spectrum):
 
 
 def assert_same_spectrum(spectrum, expected):
-    """Bit-identical IRSpectrumData: the same array names and every array equal (np.array_equal), the same
-    settings. ``expected`` is an IRSpectrumData or the dict of :func:`spectrum_arrays` of one."""
+    """Bit-identical IRSpectrumData: the same array names and every array equal (np.array_equal, no tolerance).
+    ``expected`` is an IRSpectrumData or the dict of :func:`spectrum_arrays` of one."""
     import numpy as np
 
     arrays = spectrum_arrays(spectrum)
     reference = expected if isinstance(expected, dict) else spectrum_arrays(expected)
     assert sorted(arrays) == sorted(reference)
-    different = [name for name in arrays if not np.array_equal(arrays[name], reference[name])]
-    assert not different, f"arrays {different} differ (largest difference " \
-        f"{max(float(np.max(np.abs(arrays[n] - reference[n]))) for n in different):.3g})"
+    different = {name: (arrays[name].shape, reference[name].shape,
+                        float(np.max(np.abs(arrays[name] - reference[name])))
+                        if arrays[name].shape == reference[name].shape else None)
+                 for name in arrays if not np.array_equal(arrays[name], reference[name])}
+    assert not different, f"arrays differ (name: shape, expected shape, largest difference): {different}"

@@ -14,6 +14,7 @@ here the OUTCAR is damaged in its structure part (header, ions per type, positio
 import io
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -71,7 +72,22 @@ def fuzz(run, damages_test, share=1.0):
         damages_test(damages)
 
     budget(run, share)(given(damages=DAMAGES)(counted))()
-    print(f"\n{damages_test.__qualname__.split('.')[0]} [{run}]: {len(cases)} damaged files read")
+    print(f"\n{os.environ.get('PYTEST_CURRENT_TEST', '').split(' ')[0]}: {len(cases)} damaged files read")
+
+
+def fuzz_file(run, path, data, read, valid, start=0):
+    """Fuzz ``read(path)`` on damaged copies of ``data`` (bytes) written to ``path``: the package's error naming
+    the file, or a result that passes ``valid(result)`` (which asserts)."""
+    def check(damages):
+        path.write_bytes(damaged(data, damages, start))
+        try:
+            result = read(path)
+        except IrspecError as error:
+            assert str(path) in str(error)
+            return
+        valid(result)
+
+    fuzz(run, check)
 
 
 def finite(*arrays):
@@ -150,7 +166,8 @@ def test_fuzz_xdatcar_trajectory(xdatcar_bytes, tmp_path, run):
     """read_md_trajectory(xdatcar=...): error, or frames of finite unwrapped positions and cells."""
     from aiida_irspec.engines.vasp import read_md_trajectory
 
-    fuzz_md_trajectory(run, tmp_path / "XDATCAR", xdatcar_bytes, lambda path: read_md_trajectory(timestep=1.0, xdatcar=path))
+    fuzz_file(run, tmp_path / "XDATCAR", xdatcar_bytes, lambda path: read_md_trajectory(timestep=1.0, xdatcar=path),
+              valid_md_trajectory)
 
 
 @pytest.mark.shared
@@ -160,23 +177,13 @@ def test_fuzz_vasprun_md_trajectory(shared_data, tmp_path, run):
     from aiida_irspec.engines.vasp import read_md_trajectory
 
     data = (shared_data / "aiida-vasp" / "exit_codes" / "ionic-unconverged" / "out" / "vasprun.xml").read_bytes()
-    fuzz_md_trajectory(run, tmp_path / "vasprun.xml", data, lambda path: read_md_trajectory(timestep=2.0, vasprun=path),
-                       start=data.find(b"<calculation>"))
+    fuzz_file(run, tmp_path / "vasprun.xml", data, lambda path: read_md_trajectory(timestep=2.0, vasprun=path),
+              valid_md_trajectory, start=data.find(b"<calculation>"))
 
 
-def fuzz_md_trajectory(run, path, data, read, start=0):
-    """Fuzz ``read(path)`` of a VASP MD trajectory file: an error naming the file, or finite frames."""
-    def check(damages):
-        path.write_bytes(damaged(data, damages, start))
-        try:
-            trajectory = read(path)
-        except IrspecError as error:
-            assert str(path) in str(error)
-            return
-        assert trajectory.positions.shape == (len(trajectory.times), len(trajectory.symbols), 3)
-        assert finite(trajectory.positions, trajectory.cells)
-
-    fuzz(run, check)
+def valid_md_trajectory(trajectory):
+    assert trajectory.positions.shape == (len(trajectory.times), len(trajectory.symbols), 3)
+    assert finite(trajectory.positions, trajectory.cells)
 
 
 # ---- trajectories, runs and curves of the package ------------------------------------------------------
@@ -195,19 +202,11 @@ def test_fuzz_pdot_trajectory_npz(trajectory_npz, tmp_path, run):
     """``aiida-irspec pdot``'s reader on a damaged npz: error, or consistent finite arrays."""
     from aiida_irspec.campaign.pdot import read_trajectory
 
-    path = tmp_path / "t.npz"
-
-    def check(damages):
-        path.write_bytes(damaged(trajectory_npz, damages))
-        try:
-            trajectory = read_trajectory(path)
-        except IrspecError as error:
-            assert str(path) in str(error)
-            return
+    def valid(trajectory):
         frames, atoms = len(trajectory["times"]), len(trajectory["numbers"])
         assert trajectory["positions"].shape == (frames, atoms, 3) and finite(trajectory["positions"])
 
-    fuzz(run, check)
+    fuzz_file(run, tmp_path / "t.npz", trajectory_npz, read_trajectory, valid)
 
 
 @pytest.mark.parametrize("run", RUNS)
@@ -306,18 +305,10 @@ def test_fuzz_spec_file_bytes(tmp_path, run):
     from aiida_irspec.campaign.spec import load_spec
 
     text = yaml.safe_dump(tiny_campaign_spec("tblite@localhost", "irspec@localhost"), sort_keys=False).encode()
-    path = tmp_path / "spec.yaml"
-
-    def check(damages):
-        path.write_bytes(damaged(text, damages))
-        try:
-            spec = load_spec(path)
-        except IrspecError as error:
-            assert str(path) in str(error)
-            return
+    def valid(spec):
         assert spec["temperature"] > 0 and spec["sampling"]["timestep"] > 0
 
-    fuzz(run, check)
+    fuzz_file(run, tmp_path / "spec.yaml", text, load_spec, valid)
 
 
 _scalars = (st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True, allow_infinity=True)
