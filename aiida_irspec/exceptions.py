@@ -1,12 +1,13 @@
 """Errors that the package raises for bad input; the CLI turns them into one clean message."""
 
+import tokenize
 import zipfile
 import zlib
 
 #: What numpy and zipfile raise while reading a damaged or foreign ``.npz`` (cut off, bytes changed, an
 #: unsupported zip feature): the readers turn these into a clean error or a parser exit code.
-DAMAGED_NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, NotImplementedError, RuntimeError,
-                      zipfile.BadZipFile, zlib.error)
+DAMAGED_NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, NotImplementedError, RuntimeError, SyntaxError,
+                      MemoryError, tokenize.TokenError, zipfile.BadZipFile, zlib.error)  # numpy parses headers
 
 
 class IrspecError(Exception):

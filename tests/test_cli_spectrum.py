@@ -99,6 +99,15 @@ def test_read_run_and_experiment_files(tmp_path):
     text.write_text("hello")
     with pytest.raises(Exception, match="npz"):
         read_run(text)
+    # found by the fuzz: a member whose .npy header does not parse (numpy raises SyntaxError / TokenError)
+    import zipfile
+
+    broken = tmp_path / "broken.npz"
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (}"
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("pdot.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"\n")
+    with pytest.raises(Exception, match="broken.npz"):
+        read_run(broken)
     both = tmp_path / "both.npz"
     np.savez(both, pdot=np.ones((20, 3)), polarization=np.zeros((20, 3)))
     assert read_run(both)[0] == "pdot"
@@ -108,4 +117,7 @@ def test_read_run_and_experiment_files(tmp_path):
     assert nu.tolist() == [1000.0, 3000.0] and value.tolist() == [1.0, 2.0]
     exp.write_text("1000,1\nabc,2\n")
     with pytest.raises(Exception, match="line 2"):
+        read_experiment_csv(exp)
+    exp.write_text("1000,1\n1100,2\nnan,3\n")  # found by the fuzz: NaN sorted to the end and passed
+    with pytest.raises(Exception, match="line 3"):
         read_experiment_csv(exp)

@@ -63,8 +63,8 @@ def read_experiment_csv(path):
                 if rows:
                     raise MalformedFileError(path, number, "two numbers (cm^-1, intensity)", text) from None
                 continue  # a header line
-            if len(values) < 2:
-                raise MalformedFileError(path, number, "two numbers (cm^-1, intensity)", text)
+            if len(values) < 2 or not np.all(np.isfinite(values)):
+                raise MalformedFileError(path, number, "two finite numbers (cm^-1, intensity)", text)
             rows.append(values)
     if len(rows) < 2:
         raise MalformedFileError(path, None, "at least two data lines (cm^-1, intensity)", f"{len(rows)} lines")
