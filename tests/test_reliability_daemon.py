@@ -14,6 +14,8 @@ import yaml
 from campaign_helpers import tiny_campaign_spec
 from daemon_helpers import assert_same_spectrum, daemon_codes, daemon_computer, kill_workers, running_daemon, wait_until
 
+from aiida_irspec.workflows.resumable import was_started
+
 pytestmark = pytest.mark.reliability
 
 REFERENCE_JOB = "aiida.calculations:irspec.tblite.born_charges"
@@ -32,9 +34,9 @@ def is_nve(job):
 
 
 def launched(nodes):
-    """The process nodes that were launched (have a process state). A worker killed while it creates a process
-    can leave a stub node without one: no checkpoint, no task, it never runs (and is launched anew)."""
-    return [node for node in nodes if node.process_state is not None]
+    """The process nodes that were launched. A worker killed while it creates a process can leave a stub node
+    without a checkpoint (no process state, or still "created"): it never runs and is launched anew."""
+    return [node for node in nodes if was_started(node)]
 
 
 def active_jobs(process_type, select=None):
@@ -99,8 +101,8 @@ def test_campaign_survives_killed_workers(daemon_profile, tmp_path):
     nve = launched(n for n in descendants if n.process_type == MD_JOB and is_nve(n))
     assert len(nve) == 2 and len({n.inputs.structure.uuid for n in nve}) == 2, \
         [(n.pk, n.caller.pk, n.inputs.structure.uuid, n.process_state, str(n.ctime)) for n in nve]
-    stubs = [n for n in descendants if n.process_state is None]
-    assert all(not n.base.links.get_outgoing().all() for n in stubs), "a process without a state has outputs"
+    stubs = [n for n in descendants if isinstance(n, orm.ProcessNode) and not was_started(n)]
+    assert all(not n.base.links.get_outgoing().all() and n.is_killed for n in stubs), "a stub has outputs or is active"
 
     # what the kills hit (shown with -s): jobs running, launches reused by SubmitOnce, never-started stubs
     logs = [log.message for n in [node, *descendants] for log in orm.Log.collection.get_logs_for(n)]

@@ -4,8 +4,9 @@ does not launch its sub-processes a second time (the daemon test: tests/test_rel
 from aiida import orm
 from aiida.common.links import LinkType
 from aiida.engine import ToContext, WorkChain
+from plumpy import ProcessState
 
-from aiida_irspec.workflows.resumable import SubmitOnce, call_link_label
+from aiida_irspec.workflows.resumable import SubmitOnce, call_link_label, was_started
 
 
 class Child(WorkChain):
@@ -34,14 +35,18 @@ class Parent(SubmitOnce, WorkChain):
     def launch(self):
         inputs = {"x": orm.Int(1), "metadata": {"call_link_label": "child"}}
         first, again = self.submit(Child, **inputs), self.submit(Child, **inputs)
-        stub = orm.WorkflowNode()
+        stub = orm.WorkflowNode()  # killed before it got a process state
         stub.base.links.add_incoming(self.node, LinkType.CALL_WORK, "restarted")
         stub.store()
+        created = orm.WorkflowNode()  # killed after its "created" state, before its checkpoint: it can never run
+        created.set_process_state(ProcessState.CREATED)
+        created.base.links.add_incoming(self.node, LinkType.CALL_WORK, "restarted")
+        created.store()
         builder = Child.get_builder()
         builder.x = orm.Int(2)
         builder.metadata.call_link_label = "restarted"
         relaunched = self.submit(builder)
-        self.ctx.pks = [first.pk, again.pk, stub.pk, relaunched.pk]
+        self.ctx.pks = [first.pk, again.pk, stub.pk, relaunched.pk, created.pk]
         return ToContext(first=first, relaunched=relaunched)
 
     def results(self):
@@ -52,11 +57,14 @@ def test_a_labelled_submission_is_launched_once(aiida_profile_clean):
     from aiida.engine import run_get_node
 
     results, node = run_get_node(Parent)
-    first, again, stub, relaunched = results["pks"].get_list()
+    first, again, stub, relaunched, created = results["pks"].get_list()
     assert first == again  # the earlier launch is reused, not repeated
-    assert relaunched not in (first, stub) and orm.load_node(relaunched).is_finished_ok  # a stub is not waited for
+    assert relaunched not in (first, stub, created) and orm.load_node(relaunched).is_finished_ok  # stubs: not waited for
+    for pk in (stub, created):  # nor left active, nor counted as started
+        assert orm.load_node(pk).is_killed and orm.load_node(pk).is_sealed and not was_started(orm.load_node(pk))
+    assert was_started(orm.load_node(first)) and was_started(orm.load_node(relaunched))
     labels = sorted(link.link_label for link in node.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all())
-    assert labels == ["child", "restarted", "restarted"]
+    assert labels == ["child", "restarted", "restarted", "restarted"]
     assert "was launched before an interruption" in " ".join(log.message for log in orm.Log.collection.get_logs_for(node))
 
 

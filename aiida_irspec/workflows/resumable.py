@@ -8,8 +8,9 @@ the step again, and without care submits the same jobs a second time.
 :class:`SubmitOnce` makes every ``submit`` with a ``call_link_label`` idempotent: when the WorkChain already
 called a process with that label (an interrupted earlier run of the same step), that process is returned
 and waited for instead of launching a new one. The exception is a process node that never got a process
-state: the worker died while creating it, before its checkpoint and its task existed, so it can never run;
-it is left as it is and the process is launched anew. Call link labels must therefore be unique per launch
+state, or one still "created" without a checkpoint: the worker died while creating it, before its checkpoint
+and its task existed, so it can never run; it is marked killed (with a status saying so) and the process is
+launched anew. Call link labels must therefore be unique per launch
 within a WorkChain (ours are: per stage, frame, run or iteration).
 """
 
@@ -26,6 +27,28 @@ def call_link_label(process, inputs=None, **kwargs):
     return dict(inputs.get("metadata") or {}).get("call_link_label")
 
 
+#: Process status of a stub that :class:`SubmitOnce` marked killed.
+STUB_STATUS = "never started: its launch was interrupted by a crashed daemon worker"
+
+
+def was_started(node):
+    """True when the process of ``node`` ran or can run: it has a checkpoint, or it terminated and is not a stub.
+    (A task of a process without a checkpoint cannot be continued: such a node is a stub of an interrupted
+    launch.)"""
+    return node.checkpoint is not None or (node.is_terminated and node.process_status != STUB_STATUS)
+
+
+def retire_stub(node):
+    """Mark the stub of an interrupted launch killed (status :data:`STUB_STATUS`) and seal it, so that it no
+    longer looks active."""
+    from plumpy import ProcessState
+
+    if not node.is_sealed:
+        node.set_process_state(ProcessState.KILLED)
+        node.set_process_status(STUB_STATUS)
+        node.seal()
+
+
 class SubmitOnce:
     """Mixin for WorkChains: ``submit`` does not launch a labelled sub-process twice (see the module doc)."""
 
@@ -34,12 +57,13 @@ class SubmitOnce:
         if label is not None:
             earlier = self.node.base.links.get_outgoing(link_type=(LinkType.CALL_CALC, LinkType.CALL_WORK),
                                                         link_label_filter=label).all_nodes()
-            launched = [node for node in earlier if node.process_state is not None]
+            launched = [node for node in earlier if was_started(node)]
             if launched:
                 self.report(f"{label}: {launched[0].process_label}<{launched[0].pk}> was launched before an "
                             f"interruption; waiting for it instead of launching it again")
                 return launched[0]
             for node in earlier:
                 self.report(f"{label}: {node.process_label}<{node.pk}> was never started (interrupted while it "
-                            f"was created); launching it anew")
+                            f"was created); marking it killed and launching it anew")
+                retire_stub(node)
         return super().submit(process, inputs, **kwargs)
