@@ -104,23 +104,13 @@ def bec_dir(shared_data):
 
 @pytest.mark.shared
 @pytest.mark.parametrize("run", RUNS)
-def test_fuzz_vasprun_born_charges(bec_dir, run):
+def test_fuzz_vasprun_born_charges(bec_dir, tmp_path, run):
     """vasprun.xml damaged from its born_charges array on (structure, Z, epsilon): error or 26 finite Z."""
     from aiida_irspec.io.vasp import parse_born_charges
 
     data = (bec_dir / "vasprun.xml").read_bytes()
-    start = data.rfind(b"<structure name=\"finalpos\"")
-
-    def check(damages):
-        try:
-            record = parse_born_charges(damaged(data, damages, start), "fuzzed/vasprun.xml")
-        except IrspecError as error:
-            assert "fuzzed/vasprun.xml" in str(error)
-            return
-        assert record.born_charges.shape == (len(record.atoms), 3, 3) and finite(record.born_charges)
-        assert finite(record.atoms.positions, record.atoms.cell.array)
-
-    fuzz(run, check)
+    fuzz_file(run, tmp_path / "vasprun.xml", data, lambda path: parse_born_charges(path.read_bytes(), str(path)),
+              valid_born_charges, start=data.rfind(b"<structure name=\"finalpos\""))
 
 
 @pytest.mark.shared
@@ -138,10 +128,14 @@ def test_fuzz_outcar_structure_part(bec_dir, run):
         except IrspecError as error:
             assert "fuzzed/OUTCAR" in str(error)
             return
-        assert record.born_charges.shape == (len(record.atoms), 3, 3) and finite(record.born_charges)
-        assert finite(record.atoms.positions, record.atoms.cell.array)
+        valid_born_charges(record)
 
     fuzz(run, check)
+
+
+def valid_born_charges(record):
+    assert record.born_charges.shape == (len(record.atoms), 3, 3) and finite(record.born_charges)
+    assert finite(record.atoms.positions, record.atoms.cell.array)
 
 
 @pytest.fixture(scope="module")
