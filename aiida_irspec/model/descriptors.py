@@ -247,33 +247,55 @@ class FeatureSpace:
         index = self.species_index(atoms)
         c, (pairs, g) = expansion if expansion is not None else self.expand(atoms, gradients=True)
         n_atoms, n_k = len(atoms), self.n_k
-        # (P, S, b, m, n) -> (P, m, b, K): contiguous (m) x (b, K) blocks for the segment products
-        g = [np.ascontiguousarray(g_l.transpose(0, 3, 2, 1, 4)).reshape(len(pairs), g_l.shape[3], 3, n_k) for g_l in g]
         design = np.zeros((n_atoms, 3, 3, self.n_species, self.n_per_species))
         # pairs are sorted by (centre species, j): segment boundaries of each (s, j)
         segment = index[pairs[:, 0]] * n_atoms + pairs[:, 1]
         bounds = np.searchsorted(segment, np.arange(self.n_species * n_atoms + 1))
-        for s in range(self.n_species):
-            lo_s, hi_s = bounds[s * n_atoms], bounds[(s + 1) * n_atoms]
-            if lo_s == hi_s:
+        for l, g_l in enumerate(g):
+            partners = self._gradient_partners(c, l)
+            if not partners:
                 continue
-            # 2-body: d c[1] / dx summed over the centres of species s, Cartesian a from m
-            g1 = g[1][lo_s:hi_s][:, XYZ_FROM_M]  # (P_s, a, b, K)
-            reduce = reduction_matrix(pairs[lo_s:hi_s, 1], n_atoms)
-            design[:, :, :, s, :n_k] = (reduce @ g1.reshape(hi_s - lo_s, -1)).reshape(n_atoms, 3, 3, n_k)
-            centres = pairs[lo_s:hi_s, 0]
-            starts = bounds[s * n_atoms:(s + 1) * n_atoms + 1] - lo_s
-            for l, coupling in enumerate(self._couplings):
-                lo = n_k + l * n_k**2
-                # C-contiguous before the gather, so that the segment products reshape without copies
-                t = np.ascontiguousarray(np.einsum("mna,inq->imaq", coupling, c[l + 1]))[centres]  # (P_s, m1, a, k2)
-                u = np.ascontiguousarray(np.einsum("mna,imk->inak", coupling, c[l]))[centres]  # (P_s, m2, a, k1)
-                first = _segment_contract(g[l][lo_s:hi_s], t, starts)  # (N, a, k2, b, k1)
-                second = _segment_contract(g[l + 1][lo_s:hi_s], u, starts)  # (N, a, k1, b, k2)
-                target = design[:, :, :, s, lo:lo + n_k**2].reshape(n_atoms, 3, 3, n_k, n_k)
-                target += first.transpose(0, 1, 3, 4, 2)
-                target += second.transpose(0, 1, 3, 2, 4)
+            # one product per (s, j) for every feature through d c[l]: partners side by side (N, m, X)
+            other = np.concatenate([partner.reshape(n_atoms, 2 * l + 1, -1) for *_, partner in partners], axis=2)
+            # (P, S, b, m, n) -> (P, m, (b, K)): contiguous rows (p, m) for the segment products
+            grad = np.ascontiguousarray(g_l.transpose(0, 3, 2, 1, 4)).reshape(len(pairs), 2 * l + 1, 3 * n_k)
+            for s in range(self.n_species):
+                lo_s, hi_s = bounds[s * n_atoms], bounds[(s + 1) * n_atoms]
+                if lo_s == hi_s:
+                    continue
+                out = segment_contract(other[pairs[lo_s:hi_s, 0]], grad[lo_s:hi_s],
+                                       bounds[s * n_atoms:(s + 1) * n_atoms + 1] - lo_s)  # (N, X, (b, K))
+                column = 0
+                for first, grad_first, partner in partners:
+                    width = partner.shape[3]
+                    block = out[:, column:column + 3 * width].reshape(n_atoms, 3, width, 3, n_k)  # (N, a, k', b, k)
+                    column += 3 * width
+                    target = design[:, :, :, s, first:first + width * n_k]
+                    if grad_first:  # (N, a, b, k, k')
+                        target.reshape(n_atoms, 3, 3, n_k, width)[:] += block.transpose(0, 1, 3, 4, 2)
+                    else:  # (N, a, b, k', k)
+                        target.reshape(n_atoms, 3, 3, width, n_k)[:] += block.transpose(0, 1, 3, 2, 4)
         return design.reshape(n_atoms, 3, 3, -1)
+
+    def _gradient_partners(self, c, l):
+        """Everything that multiplies ``d c[l][i, m, k]`` in the features of atom i.
+
+        Returns [(first column, grad_first, partner (N, 2l+1, 3, K'))]: the features
+        ``sum_m partner[i, m, a, k'] c[l][i, m, k]`` fill the columns ``first + (k, k')`` (grad_first) or
+        ``first + (k', k)``: 2-body (l = 1, K' = 1, one-hot of m(a)) and both sides of the 3-body couplings
+        (l, l+1) (partner ``sum_m2 C c[l+1]``) and (l-1, l) (partner ``sum_m1 C c[l-1]``).
+        """
+        n_atoms, n_k = len(c[0]), self.n_k
+        partners = []
+        if l == 1:
+            one_hot = np.eye(3)[:, XYZ_FROM_M]  # [m, a] = 1 where m = m(a)
+            partners.append((0, False, np.broadcast_to(one_hot[None, :, :, None], (n_atoms, 3, 3, 1))))
+        if l < self.n_l3:
+            partners.append((n_k + l * n_k**2, True, np.einsum("mna,inq->imaq", self._couplings[l], c[l + 1])))
+        if 0 < l <= self.n_l3:
+            partners.append((n_k + (l - 1) * n_k**2, False,
+                             np.einsum("mna,imk->inak", self._couplings[l - 1], c[l - 1])))
+        return partners
 
     # ------------------------------------------------------------------ contracted predictions
     def _weighted(self, coefficients, index, weights):
@@ -369,19 +391,19 @@ def reduction_matrix(rows, n_rows):
     return scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(n_rows, len(rows)))
 
 
-def _segment_contract(grad, other, starts):
-    """``out[j, a, k_o, b, k_g] = sum_{p in segment j, m} other[p, m, a, k_o] grad[p, m, b, k_g]``.
+def segment_contract(left, right, starts):
+    """``out[j] = sum_{p in segment j, m} left[p, m, :]^T right[p, m, :]``: (N, X, Y).
 
-    grad (P, M, 3, K) and other (P, M, 3, K), pairs contiguous per j with ``starts`` (N+1,) boundaries.
+    left (P, M, X) and right (P, M, Y), rows contiguous per segment j with ``starts`` (N+1,) boundaries.
     """
-    n_pairs, n_m, _, n_k = grad.shape
-    grad = grad.reshape(n_pairs * n_m, 3 * n_k)
-    other = other.reshape(n_pairs * n_m, 3 * n_k)
-    out = np.zeros((len(starts) - 1, 3 * n_k, 3 * n_k))
+    n_pairs, n_m, n_x = left.shape
+    left = left.reshape(n_pairs * n_m, n_x)
+    right = right.reshape(n_pairs * n_m, -1)
+    out = np.zeros((len(starts) - 1, n_x, right.shape[1]))
     for j, (lo, hi) in enumerate(zip(starts[:-1] * n_m, starts[1:] * n_m)):
         if hi > lo:
-            np.matmul(other[lo:hi].T, grad[lo:hi], out=out[j])
-    return out.reshape(-1, 3, n_k, 3, n_k)
+            np.matmul(left[lo:hi].T, right[lo:hi], out=out[j])
+    return out
 
 
 def structure_descriptors(frames, settings=None, species=None):

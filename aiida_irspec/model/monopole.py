@@ -22,7 +22,7 @@ Units: features dimensionless, positions Angstrom, chi in |e| (weights absorb th
 
 import numpy as np
 
-from aiida_irspec.model.descriptors import reduction_matrix
+from aiida_irspec.model.descriptors import reduction_matrix, segment_contract
 
 
 class ChargeTransferSpace:
@@ -38,8 +38,8 @@ class ChargeTransferSpace:
         self.transfer_cutoff = float(settings.transfer_cutoff)
         self.n_transfer = int(settings.transfer_radial)
         self.n_channels = density.n_species * self.n_transfer
-        n_inv = min(settings.invariant_radial, settings.n_radial)
-        self._keep = np.array([s * settings.n_radial + n for s in range(density.n_species) for n in range(n_inv)])
+        self._n_inv = min(settings.invariant_radial, settings.n_radial)
+        self._keep = np.array([s * settings.n_radial + n for s in range(density.n_species) for n in range(self._n_inv)])
         n_k = len(self._keep)
         self._upper = np.triu_indices(n_k)
         self.n_power = len(self._upper[0])
@@ -66,16 +66,17 @@ class ChargeTransferSpace:
         """d g_F(centre) / d x_{moved, b} per pair (P, 3, n_invariants), pairs as in ``FeatureSpace.expand``."""
         n_k, centres = len(self._keep), pairs[:, 0]
         out = np.zeros((len(pairs), 3, self.n_invariants))
-        # featomic layout (P, S, b, m, n) -> (P, b, m, K), then the kept radial functions
-        grad = [g.transpose(0, 2, 3, 1, 4).reshape(len(pairs), 3, g.shape[3], -1)[..., self._keep]
+        # featomic layout (P, S, b, m, n), kept radial functions n < n_inv -> (P, b, m, K)
+        grad = [g[..., :self._n_inv].transpose(0, 2, 3, 1, 4).reshape(len(pairs), 3, g.shape[3], n_k)
                 for g in gradients]
         out[:, :, 1:1 + n_k] = grad[0][:, :, 0, :]
         lo = 1 + n_k
+        upper, lower = self._upper[0] * n_k + self._upper[1], self._upper[1] * n_k + self._upper[0]  # flat (k1, k2)
         for l in range(self.n_l):
             # X[p, b, k1, k2] = sum_m dc[p, b, m, k1] c[centre, m, k2]; d p_l = X + X^T
-            x = np.matmul(grad[l].transpose(0, 1, 3, 2), coefficients[l][centres][:, None][..., self._keep])
-            x += x.transpose(0, 1, 3, 2)
-            out[:, :, lo:lo + self.n_power] = x[:, :, self._upper[0], self._upper[1]]
+            x = np.matmul(grad[l].transpose(0, 1, 3, 2), coefficients[l][:, :, self._keep][centres][:, None])
+            x = x.reshape(len(pairs), 3, n_k**2)
+            out[:, :, lo:lo + self.n_power] = np.take(x, upper, axis=2) + np.take(x, lower, axis=2)
             lo += self.n_power
         return out
 
@@ -126,21 +127,31 @@ class ChargeTransferSpace:
         segment = index[pairs[:, 0]] * n_atoms + pairs[:, 1]
         bounds = np.searchsorted(segment, np.arange(n_species * n_atoms + 1))
         for s in range(n_species):
-            for i in range(n_atoms):
-                lo, hi = bounds[s * n_atoms + i], bounds[s * n_atoms + i + 1]
-                if hi > lo:
-                    design[i, :, :, s] += np.einsum("pta,pbf->abtf", b[pairs[lo:hi, 0]], dg[lo:hi])
+            lo, hi = bounds[s * n_atoms], bounds[(s + 1) * n_atoms]
+            if hi > lo:
+                out = segment_contract(b[pairs[lo:hi, 0]].reshape(hi - lo, 1, -1), dg[lo:hi].reshape(hi - lo, 1, -1),
+                                       bounds[s * n_atoms:(s + 1) * n_atoms + 1] - lo)  # (N, (t, a), (b, F))
+                design[:, :, :, s] += out.reshape(n_atoms, n_t, 3, 3, n_f).transpose(0, 2, 3, 1, 4)
         # (2) the bonds move: d b_j / d x_j = sum_k M_jk, d b_j / d x_k = -M_jk, M = f I + f' r r^T / |r|
         centre, neighbour, channel, f, r, df = bonds
         m = f[:, :, None, None] * np.eye(3) + df[:, :, None, None] * _radial_outer(r)[:, None]  # (P, n, 3, 3)
-        move = reduction_matrix(centre, n_atoms) - reduction_matrix(neighbour, n_atoms)
+        own = np.zeros((n_atoms, n_t, 3, 3))  # sum_k M_jk per channel t of j
+        np.add.at(own, (centre[:, None], channel), m)
+        own = np.einsum("itab,if->iabtf", own, g)
+        # -sum_j g_F(j) M_jk over the bonds of the moved atom k (channel (s(k), n) of j), per species s of j
+        order = np.lexsort((neighbour, index[centre]))
+        ends = np.searchsorted(index[centre[order]] * n_atoms + neighbour[order], np.arange(n_species * n_atoms + 1))
         for s in range(n_species):
-            for partner in range(n_species):
-                rows = (index[centre] == s) & (index[neighbour] == partner)
-                if rows.any():
-                    contribution = np.einsum("pnab,pf->pabnf", m[rows], g[centre[rows]]).reshape(rows.sum(), -1)
-                    block = (move[:, rows] @ contribution).reshape(n_atoms, 3, 3, self.n_transfer, n_f)
-                    design[:, :, :, s, partner * self.n_transfer:(partner + 1) * self.n_transfer] += block
+            design[index == s, :, :, s] += own[index == s]
+            lo, hi = ends[s * n_atoms], ends[(s + 1) * n_atoms]
+            if hi > lo:
+                bond = order[lo:hi]
+                out = segment_contract(m[bond].reshape(hi - lo, 1, -1), g[centre[bond]][:, None],
+                                       ends[s * n_atoms:(s + 1) * n_atoms + 1] - lo)  # (N, (n, a, b), F)
+                out = out.reshape(n_atoms, self.n_transfer, 3, 3, n_f).transpose(0, 2, 3, 1, 4)
+                for partner in range(n_species):
+                    channels = slice(partner * self.n_transfer, (partner + 1) * self.n_transfer)
+                    design[index == partner, :, :, s, channels] -= out[index == partner]
         return design.reshape(n_atoms, 3, 3, -1)
 
     # ------------------------------------------------------------------ contracted predictions

@@ -12,6 +12,7 @@ by farthest-point sampling, ``W[s] = sum_{r, nu} w_r^nu f^nu(X_r)`` (the linear-
 """
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -107,35 +108,49 @@ class PolarizationModel:
         n_folds = min(self.n_folds, len(frames))
         normal = NormalEquations(space.n_columns, n_folds=n_folds, n_groups=space.n_species + 1,
                                  n_targets=len(candidates))
-        with _progress(len(frames), progress, "fit") as bar:
+        # each frame's rows are folded into the normal equations in a background thread while the main
+        # thread builds the next frame's design (and featomic expands the next batch in another)
+        with _progress(len(frames), progress, "fit") as bar, ThreadPoolExecutor(max_workers=1) as adder:
+            added = None
             expansions = space.iter_expansions(frames, [z is not None for z in born_charges])
             for k, ((atoms, expansion), z, p) in enumerate(zip(expansions, born_charges, polarizations)):
                 index = space.species_index(atoms)
                 q = np.array([baseline_charges.baseline_charges_per_atom(c, atoms.numbers) for _, c in candidates])
                 coefficients = expansion[0] if z is not None else expansion
+                blocks = []  # (design, target, group, weight) of this frame
                 if z is not None:
                     design = space.born_charge_design(atoms, expansion)
                     target = (z[None] - q[:, :, None, None] * np.eye(3)).transpose(1, 2, 3, 0)  # (N, 3, 3, T)
                     for s in range(space.n_species):
                         rows = index == s
                         if rows.any():
-                            normal.add(design[rows].reshape(-1, space.n_columns), target[rows].reshape(-1, len(q)),
-                                       fold=k % n_folds, group=s, weight=weights["born_charges"])
+                            blocks.append((design[rows].reshape(-1, space.n_columns),
+                                           target[rows].reshape(-1, len(q)), s, weights["born_charges"]))
                 if p is not None:
                     target = p[:, None] - atoms.positions.T @ q.T  # (3, T)
-                    normal.add(space.polarization_design(atoms, coefficients), target, fold=k % n_folds,
-                               group=space.n_species,
-                               weight=weights["polarization"])
+                    blocks.append((space.polarization_design(atoms, coefficients), target, space.n_species,
+                                   weights["polarization"]))
+                if added is not None:
+                    added.result()
+                added = adder.submit(_add_blocks, normal, blocks, k % n_folds)
                 bar.update(1)
+            if added is not None:
+                added.result()
         alpha = "evidence" if self.regularization == "auto" else self.regularization
-        selection = []  # (kind, baseline name, cv rmse, baseline index, solution)
-        for kind in kinds:
-            zero = None if basis is not None else space.structural_zero_columns() | ~space.columns_of(kind)
+
+        def zero_columns(kind):
+            return None if basis is not None else space.structural_zero_columns() | ~space.columns_of(kind)
+
+        def solve_kind(kind):
+            """[(kind, baseline name, cv rmse, baseline index, solution)] for every baseline candidate."""
+            zero = zero_columns(kind)
             trials = solve_targets(normal, alpha, zero, list(range(len(candidates))), basis=basis)
-            for t, ((name, _), trial) in enumerate(zip(candidates, trials)):
-                error = (_cv_rmse(normal, trial.alpha, zero, t, basis) if len(candidates) * len(kinds) > 1
-                         else None)
-                selection.append((kind, name, error, t, trial))
+            return [(kind, name, _cv_rmse(normal, trial.alpha, zero, t, basis) if len(candidates) * len(kinds) > 1
+                     else None, t, trial) for t, ((name, _), trial) in enumerate(zip(candidates, trials))]
+
+        normal.total()  # the fold sums are computed once, before the kinds are solved in two threads
+        with ThreadPoolExecutor(max_workers=2) as solver:
+            selection = [row for rows in solver.map(solve_kind, kinds) for row in rows]
         kind, _, cv_error, best, solution = min(selection, key=lambda row: row[2] or 0.0)
         group_rmse = normal.group_rmse(solution.weights, target=best)
         keep = space.columns_of(kind)
@@ -161,7 +176,7 @@ class PolarizationModel:
             "n_parameters": int(solution.posterior_factor.shape[1]),
             "training": self._group_metrics(group_rmse, normal.group_rows),
             "cv_rmse": (cv_error if cv_error is not None else solution.cv_rmse if solution.cv_rmse is not None else
-                        _cv_rmse(normal, solution.alpha, zero, 0, basis)) if n_folds > 1 else None,
+                        _cv_rmse(normal, solution.alpha, zero_columns(kind), 0, basis)) if n_folds > 1 else None,
         }
         if validation is not None:
             self.metrics["validation"] = self.evaluate(*validation, progress=progress)
@@ -420,6 +435,12 @@ class PolarizationModel:
         model.references = references or None
         model.metrics = header["metrics"]
         return model
+
+
+def _add_blocks(normal, blocks, fold):
+    """Fold one frame's (design, target, group, weight) blocks into ``normal``."""
+    for design, target, group, weight in blocks:
+        normal.add(design, target, fold=fold, group=group, weight=weight)
 
 
 def _cv_rmse(normal, alpha, zero, target, basis):

@@ -25,15 +25,17 @@ from aiida_irspec.exceptions import InputError, ModelError
 class NormalEquations:
     """Streamed sums ``A^T A``, ``A^T y``, ``y^T y`` and row counts, per fold and per group of rows.
 
-    Each (cross-validation fold, row group) pair has its own unweighted sums, updated in place by a
-    symmetric rank-k BLAS update (one triangle; no temporaries). A group is a kind of row with one weight
+    Each (cross-validation fold, row group) pair has its own unweighted sums; ``A^T A`` goes through one
+    scratch matrix (numpy's ``A.T @ A`` is a BLAS syrk that releases the GIL, so one thread can add frames
+    while another builds the next design; one add at a time). A group is a kind of row with one weight
     (e.g. the Z rows of one species, or the P rows); fold totals are the weighted sums over groups, and
     the per-group sums give the error metrics. ``n_targets`` right-hand sides share the design (e.g. one
     per candidate baseline). Memory: ``n_folds * n_groups`` matrices of ``n_columns^2``.
     """
 
     def __init__(self, n_columns, n_folds=1, n_groups=1, n_targets=1):
-        self._ata = np.zeros((n_folds, n_groups, n_columns, n_columns))  # lower triangles (C order)
+        self._ata = np.zeros((n_folds, n_groups, n_columns, n_columns))
+        self._scratch = None
         self._aty = np.zeros((n_folds, n_groups, n_columns, n_targets))
         self._yty = np.zeros((n_folds, n_groups, n_targets))
         self._rows = np.zeros((n_folds, n_groups))
@@ -50,8 +52,6 @@ class NormalEquations:
 
         ``weight`` multiplies the rows' squared residuals; it must be the same for every add to a group.
         """
-        from scipy.linalg.blas import dsyrk
-
         design = np.ascontiguousarray(design, dtype=float)
         target = np.asarray(target, dtype=float).reshape(len(design), -1)
         if design.ndim != 2 or design.shape[1] != self._ata.shape[2] or target.shape[1] != self._aty.shape[3]:
@@ -61,8 +61,10 @@ class NormalEquations:
             self._weights[group] = weight
         elif self._weights[group] != weight:
             raise InputError(f"rows of group {group} were added with weight {self._weights[group]}, not {weight}")
-        # the Fortran view of the C-ordered accumulator is updated in place: acc += A^T A (one triangle)
-        dsyrk(1.0, design.T, beta=1.0, c=self._ata[fold, group].T, trans=0, lower=0, overwrite_c=1)
+        if self._scratch is None:
+            self._scratch = np.empty(self._ata.shape[2:])
+        np.matmul(design.T, design, out=self._scratch)
+        self._ata[fold, group] += self._scratch
         self._aty[fold, group] += design.T @ target
         self._yty[fold, group] += np.sum(target**2, axis=0)
         self._rows[fold, group] += len(target)
@@ -82,17 +84,13 @@ class NormalEquations:
         return np.nan_to_num(self._weights, nan=0.0)
 
     def _folds(self):
-        """Weighted, symmetrised ``A^T A`` per fold (K, C, C), computed once after the last add."""
+        """Weighted ``A^T A`` per fold (K, C, C), computed once after the last add."""
         if self._fold_ata is None:
             weights = self._group_weights()
             folds = np.zeros(self._ata.shape[:1] + self._ata.shape[2:])
             for g, weight in enumerate(weights):
                 if weight:
                     folds += weight * self._ata[:, g]
-            for matrix in folds:  # one triangle -> symmetric: L + L^T - diag(L)
-                diagonal = np.diag(matrix).copy()
-                matrix += matrix.T.copy()
-                matrix[np.diag_indices_from(matrix)] = diagonal
             self._fold_ata = folds
             self._all_ata = folds.sum(axis=0)
             self._all_ata.flags.writeable = False  # handed out by total(): callers must not modify it
@@ -123,9 +121,7 @@ class NormalEquations:
 
     def group_rmse(self, weights, target=0):
         """Root-mean-square (unweighted) residual of every group (G,) for weights (C,) (NaN when empty)."""
-        triangle = (np.matmul(self._ata, weights) @ weights).sum(axis=0)
-        diagonal = np.einsum("fgii->fgi", self._ata).sum(axis=0) @ weights**2
-        quadratic = 2 * triangle - diagonal  # w^T A^T A w from one triangle
+        quadratic = (np.matmul(self._ata, weights) @ weights).sum(axis=0)  # w^T A^T A w per group
         sse = (self._yty[:, :, target].sum(axis=0) - 2 * np.einsum("fgc,c->g", self._aty[:, :, :, target], weights)
                + quadratic)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -231,14 +227,18 @@ def cross_validation_errors(normal, alpha, active, scale, target=0, basis=None):
     sse, rows = np.zeros(normal.n_folds), np.zeros(normal.n_folds)
     for k in range(normal.n_folds):
         ata, aty, _, _ = normal.total(exclude=k, target=target, basis=basis)
-        m = ata[index] / np.outer(s, s)
+        m = ata[index]  # a copy: scaled in place
+        m /= s[:, None]
+        m /= s
         m[np.diag_indices_from(m)] += alpha
         try:
             w = scipy.linalg.cho_solve(scipy.linalg.cho_factor(m), aty[active] / s)
         except np.linalg.LinAlgError:  # numerically indefinite at a tiny alpha: least squares instead
             w = np.linalg.lstsq(m, aty[active] / s, rcond=None)[0]
         held_ata, held_aty, held_yty, rows[k] = normal.fold(k, target=target, basis=basis)
-        sse[k] = held_yty - 2 * w @ (held_aty[active] / s) + w @ (held_ata[index] / np.outer(s, s)) @ w
+        weights = np.zeros(len(scale))  # in the original columns
+        weights[active] = w / s
+        sse[k] = held_yty - 2 * weights @ held_aty + weights @ held_ata @ weights
     return sse, rows
 
 
