@@ -14,6 +14,7 @@ import pathlib
 from dataclasses import dataclass
 
 from aiida_irspec.exceptions import InputError
+from aiida_irspec.model.descriptors import DescriptorSettings
 
 REQUIRED = object()  # sentinel: the option has no default
 
@@ -70,6 +71,8 @@ ENGINES = ("tblite", "vasp")
 PROTOCOLS = ("fast", "moderate", "precise")
 STRATEGIES = ("uncertainty", "farthest_point", "random")
 ERROR_ESTIMATES = ("holdout", "uncertainty", "both")
+#: the model section's defaults are those of the descriptor itself
+DESCRIPTOR = DescriptorSettings()
 
 SCHEMA = Section(doc="A campaign: sampling MD -> active learning of the polarization model -> IR spectrum.", options={
     "name": Option("str", doc="Short name; labels every process of the campaign."),
@@ -125,21 +128,21 @@ SCHEMA = Section(doc="A campaign: sampling MD -> active learning of the polariza
     }),
     "model": Section(doc="The polarization model (aiida_irspec.model: DescriptorSettings and PolarizationModel).",
                      options={
-        "cutoff": Option("float", 5.5, minimum=0, exclusive_minimum=True, doc="Radial cutoff (Angstrom)."),
-        "n_radial": Option("int", 8, minimum=1, doc="Radial basis functions."),
-        "l_max": Option("int", 4, minimum=1, doc="Largest angular channel."),
-        "gaussian_width": Option("float", 0.5, minimum=0, exclusive_minimum=True,
+        "cutoff": Option("float", DESCRIPTOR.cutoff, minimum=0, exclusive_minimum=True, doc="Radial cutoff (Angstrom)."),
+        "n_radial": Option("int", DESCRIPTOR.n_radial, minimum=1, doc="Radial basis functions."),
+        "l_max": Option("int", DESCRIPTOR.l_max, minimum=1, doc="Largest angular channel."),
+        "gaussian_width": Option("float", DESCRIPTOR.gaussian_width, minimum=0, exclusive_minimum=True,
                                  doc="Width of the atomic Gaussians (Angstrom)."),
-        "cutoff_function": Option("str", "shifted_cosine", choices=("shifted_cosine", "cosine"),
+        "cutoff_function": Option("str", DESCRIPTOR.cutoff_function, choices=("shifted_cosine", "cosine"),
                                   doc="Smooth cutoff: cosine over the last cutoff_width, or over the whole range "
                                       "(Behler-Parrinello)."),
-        "cutoff_width": Option("float", 0.5, minimum=0, exclusive_minimum=True,
+        "cutoff_width": Option("float", DESCRIPTOR.cutoff_width, minimum=0, exclusive_minimum=True,
                                doc="Switching width of the shifted cosine (Angstrom)."),
-        "body_order": Option("int", 3, choices=(2, 3), doc="2-body only, or 2+3-body features."),
+        "body_order": Option("int", DESCRIPTOR.body_order, choices=(2, 3), doc="2-body only, or 2+3-body features."),
         "kind": Option("str", "dipole", choices=("dipole", "monopole", "combined", "auto"),
                        doc="Learned part: atomic dipoles, conserved charges flowing between neighbours, both, "
                            "or the kind with the lowest cross-validated error."),
-        "transfer_cutoff": Option("float", 4.0, minimum=0, exclusive_minimum=True,
+        "transfer_cutoff": Option("float", DESCRIPTOR.transfer_cutoff, minimum=0, exclusive_minimum=True,
                                   doc="Charge-transfer range of the monopole part (Angstrom)."),
         "baseline": Option("str", "auto", choices=("auto", "formal", "mean", "zero"),
                            doc="Static charges added to the learned part; auto: formal charges for periodic "

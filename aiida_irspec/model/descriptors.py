@@ -41,11 +41,11 @@ class DescriptorSettings:
     how many of the radial functions (the shortest-ranged) enter its invariant descriptors.
     """
 
-    cutoff: float = 6.0
+    cutoff: float = 7.0
     n_radial: int = 8
     l_max: int = 4
     gaussian_width: float = 0.5
-    cutoff_function: str = "shifted_cosine"
+    cutoff_function: str = "cosine"
     cutoff_width: float = 0.5
     body_order: int = 3
     transfer_cutoff: float = 4.0

@@ -12,6 +12,7 @@ by farthest-point sampling, ``W[s] = sum_{r, nu} w_r^nu f^nu(X_r)`` (the linear-
 """
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -99,7 +100,11 @@ class PolarizationModel:
         (frames, born_charges, polarizations) whose errors go into ``metrics["validation"]``.
         """
         frames, born_charges, polarizations = _check_data(frames, born_charges, polarizations)
-        weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+        with _one_blas_thread():
+            return self._fit(frames, born_charges, polarizations, {**DEFAULT_WEIGHTS, **(weights or {})},
+                             validation, progress)
+
+    def _fit(self, frames, born_charges, polarizations, weights, validation, progress):
         kinds = KINDS if self.kind == "auto" else (self.kind,)
         space = ModelSpace("combined" if self.kind == "auto" else self.kind, self.descriptor,
                            sorted({int(z) for atoms in frames for z in atoms.numbers}))
@@ -435,6 +440,19 @@ class PolarizationModel:
         model.references = references or None
         model.metrics = header["metrics"]
         return model
+
+
+def _one_blas_thread():
+    """BLAS on one thread while fitting: the fit's own threads (featomic expansion, normal-equation updates)
+    keep the cores busy, and more BLAS threads only compete with them. A thread count set in the environment
+    (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS) is left as the user chose it."""
+    import contextlib
+
+    from threadpoolctl import threadpool_limits
+
+    if any(name in os.environ for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")):
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _add_blocks(normal, blocks, fold):
