@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from zro2 import SHARED, load, timed  # noqa: E402
+from zro2 import SHARED, load, timed, write_report  # noqa: E402
 
 from aiida_irspec.model import DescriptorSettings, PolarizationModel  # noqa: E402
 
@@ -114,13 +114,8 @@ def main():
     started = time.perf_counter()
     variants = variant_rows(frames, charges)
     curves = learning_curves(frames, charges)
-    text = markdown(variants, curves)
-    print(text)
-    print(f"total {time.perf_counter() - started:.0f} s")
-    if arguments.output:
-        arguments.output.write_text(text)
-    if arguments.figure:
-        figure(variants, curves, arguments.figure)
+    write_report(markdown(variants, curves), started, arguments.output, arguments.figure,
+                 lambda path: figure(variants, curves, path))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@
   on the Born charges of 100 structures only; relative RMSE (RMSE / std of the test set) of P on 500
   unseen structures and of Z on 50.
 
-The descriptor is the default :class:`DescriptorSettings` unless ``--cutoff``/``--cosine`` say otherwise.
+The descriptor is the default :class:`DescriptorSettings` unless ``--cutoff``/``--cutoff-function`` say otherwise.
 """
 
 import argparse
@@ -24,7 +24,7 @@ from ase import Atoms
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from water_dimer import CACHE, generate  # noqa: E402
-from zro2 import SHARED, load, timed  # noqa: E402
+from zro2 import SHARED, load, timed, write_report  # noqa: E402
 
 from aiida_irspec.model import DescriptorSettings, PolarizationModel  # noqa: E402
 
@@ -105,25 +105,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=pathlib.Path, default=SHARED)
     parser.add_argument("--cutoff", type=float, default=None)
-    parser.add_argument("--cosine", action="store_true", help="Behler-Parrinello cosine cutoff over the whole range")
+    parser.add_argument("--cutoff-function", choices=("cosine", "shifted_cosine"), default=None,
+                        help="the descriptor's cutoff function (default: DescriptorSettings')")
     parser.add_argument("--output", type=pathlib.Path, default=None, help="markdown table")
     parser.add_argument("--figure", type=pathlib.Path, default=None, help="PNG")
     arguments = parser.parse_args()
     overrides = {"cutoff": arguments.cutoff} if arguments.cutoff else {}
-    if arguments.cosine:
-        overrides["cutoff_function"] = "cosine"
+    if arguments.cutoff_function:
+        overrides["cutoff_function"] = arguments.cutoff_function
     descriptor = DescriptorSettings(**overrides)
     frames, charges = load(arguments.data)
     started = time.perf_counter()
     zro2 = zro2_rows(frames, charges, descriptor)
     water = water_rows(descriptor)
-    text = markdown(zro2, water, descriptor)
-    print(text)
-    print(f"total {time.perf_counter() - started:.0f} s")
-    if arguments.output:
-        arguments.output.write_text(text)
-    if arguments.figure:
-        figure(zro2, water, arguments.figure)
+    write_report(markdown(zro2, water, descriptor), started, arguments.output, arguments.figure,
+                 lambda path: figure(zro2, water, path))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,17 @@ def load(directory):
     return [r.atoms for r in records], [r.born_charges for r in records]
 
 
+def write_report(text, started, output=None, figure_path=None, draw=None):
+    """Print a benchmark's markdown ``text`` and its wall time since ``started``; write the text to ``output``
+    and, with ``figure_path``, call ``draw(figure_path)``."""
+    print(text)
+    print(f"total {time.perf_counter() - started:.0f} s")
+    if output:
+        output.write_text(text)
+    if figure_path:
+        draw(figure_path)
+
+
 def timed(function, *args, repeats=1, **kwargs):
     best, result = np.inf, None
     for _ in range(repeats):
