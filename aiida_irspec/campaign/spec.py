@@ -14,7 +14,8 @@ import pathlib
 from dataclasses import dataclass
 
 from aiida_irspec.exceptions import InputError
-from aiida_irspec.model.descriptors import DescriptorSettings
+from aiida_irspec.model.descriptors import CUTOFF_FUNCTIONS, DescriptorSettings
+from aiida_irspec.model.kinds import KINDS
 
 REQUIRED = object()  # sentinel: the option has no default
 
@@ -128,18 +129,19 @@ SCHEMA = Section(doc="A campaign: sampling MD -> active learning of the polariza
     }),
     "model": Section(doc="The polarization model (aiida_irspec.model: DescriptorSettings and PolarizationModel).",
                      options={
-        "cutoff": Option("float", DESCRIPTOR.cutoff, minimum=0, exclusive_minimum=True, doc="Radial cutoff (Angstrom)."),
+        "cutoff": Option("float", DESCRIPTOR.cutoff, minimum=0, exclusive_minimum=True,
+                         doc="Radial cutoff (Angstrom)."),
         "n_radial": Option("int", DESCRIPTOR.n_radial, minimum=1, doc="Radial basis functions."),
         "l_max": Option("int", DESCRIPTOR.l_max, minimum=1, doc="Largest angular channel."),
         "gaussian_width": Option("float", DESCRIPTOR.gaussian_width, minimum=0, exclusive_minimum=True,
                                  doc="Width of the atomic Gaussians (Angstrom)."),
-        "cutoff_function": Option("str", DESCRIPTOR.cutoff_function, choices=("shifted_cosine", "cosine"),
+        "cutoff_function": Option("str", DESCRIPTOR.cutoff_function, choices=CUTOFF_FUNCTIONS,
                                   doc="Smooth cutoff: cosine over the last cutoff_width, or over the whole range "
                                       "(Behler-Parrinello)."),
         "cutoff_width": Option("float", DESCRIPTOR.cutoff_width, minimum=0, exclusive_minimum=True,
                                doc="Switching width of the shifted cosine (Angstrom)."),
         "body_order": Option("int", DESCRIPTOR.body_order, choices=(2, 3), doc="2-body only, or 2+3-body features."),
-        "kind": Option("str", "dipole", choices=("dipole", "monopole", "combined", "auto"),
+        "kind": Option("str", "dipole", choices=KINDS + ("auto",),
                        doc="Learned part: atomic dipoles, conserved charges flowing between neighbours, both, "
                            "or the kind with the lowest cross-validated error."),
         "transfer_cutoff": Option("float", DESCRIPTOR.transfer_cutoff, minimum=0, exclusive_minimum=True,

@@ -114,17 +114,25 @@ def _computer(label, hostname, transport, scheduler, workdir, prepend_text, mpir
     return computer, "exists" if kept == workdir else f"exists (keeps workdir {kept})"
 
 
-def _code(computer, name, executable):
-    """Create the code ``name@computer`` of ``executable``: 'created' or 'exists'; exits when it exists with
-    another executable."""
+def find_or_create_code(computer, name, executable, description=None):
+    """The InstalledCode ``name@computer`` (a key of :data:`CODES`), created with ``executable`` and the CalcJob
+    plugin of ``CODES`` when it does not exist: (code, created)."""
     from aiida import orm
     from aiida.common.exceptions import NotExistent
 
     try:
-        code = orm.load_code(f"{name}@{computer.label}")
+        return orm.load_code(f"{name}@{computer.label}"), False
     except NotExistent:
-        orm.InstalledCode(computer=computer, filepath_executable=executable, label=name,
-                          default_calc_job_plugin=CODES[name][0], description=CODES[name][1]).store()
+        code = orm.InstalledCode(computer=computer, filepath_executable=executable, label=name,
+                                 default_calc_job_plugin=CODES[name][0], description=description or CODES[name][1])
+        return code.store(), True
+
+
+def _code(computer, name, executable):
+    """Create the code ``name@computer`` of ``executable``: 'created' or 'exists'; exits when it exists with
+    another executable."""
+    code, created = find_or_create_code(computer, name, executable)
+    if created:
         return "created"
     if str(code.filepath_executable) != executable:
         echo_error_and_exit(f"code {name}@{computer.label} exists with the executable {code.filepath_executable} "

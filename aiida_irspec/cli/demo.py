@@ -18,7 +18,6 @@ from aiida_irspec.cli.utils import echo_error_and_exit, user_errors
 
 DEMO_PROFILE = "irspec-demo"
 DEMO_EMAIL = "demo@aiida-irspec.local"
-CODES = {"tblite": "irspec.tblite.md", "irspec": "irspec.predict_pdot"}
 
 
 def default_spec():
@@ -102,19 +101,10 @@ def setup_computer(label="localhost"):
 def setup_codes(computer, executable):
     """The InstalledCodes ``tblite`` and ``irspec`` on ``computer`` running ``executable``, created if missing.
     Returns {label: (code, created)}."""
-    from aiida import orm
-    from aiida.common.exceptions import NotExistent
+    from aiida_irspec.cli.cluster import find_or_create_code
 
-    codes = {}
-    for label, plugin in CODES.items():
-        try:
-            codes[label] = (orm.load_code(f"{label}@{computer.label}"), False)
-        except NotExistent:
-            code = orm.InstalledCode(label=label, computer=computer, filepath_executable=executable,
-                                     default_calc_job_plugin=plugin,
-                                     description="`aiida-irspec` (created by `aiida-irspec demo`)").store()
-            codes[label] = (code, True)
-    return codes
+    return {label: find_or_create_code(computer, label, executable, "`aiida-irspec` (created by `aiida-irspec demo`)")
+            for label in ("tblite", "irspec")}
 
 
 @contextlib.contextmanager

@@ -14,7 +14,8 @@ import time
 import numpy as np
 
 from aiida_irspec.engines.md import DEFAULT_DRIFT_THRESHOLD, DEFAULT_FLUCTUATION_THRESHOLD
-from aiida_irspec.exceptions import EngineError, InputError, MalformedFileError, PeriodicCellError
+from aiida_irspec.exceptions import (DAMAGED_NPZ_ERRORS, EngineError, InputError, MalformedFileError,
+                                     PeriodicCellError)
 from aiida_irspec.settings import unknown_settings
 
 # Default file names (the CalcJobs use them).
@@ -66,7 +67,8 @@ def read_settings(path, defaults):
     except json.JSONDecodeError as error:
         raise MalformedFileError(path, error.lineno, "a JSON object", error.msg) from error
     except UnicodeDecodeError as error:
-        raise MalformedFileError(path, None, "a JSON object (UTF-8 text)", f"byte {error.object[error.start]:#04x}") from error
+        raise MalformedFileError(path, None, "a JSON object (UTF-8 text)",
+                                 f"byte {error.object[error.start]:#04x}") from error
     if not isinstance(given, dict):
         raise MalformedFileError(path, None, "a JSON object", type(given).__name__)
     message = unknown_settings(given, defaults)
@@ -128,7 +130,7 @@ def run_md_job(structure, settings=None, velocities=None, output=TRAJECTORY_FILE
         if velocities is not None:
             try:
                 initial = np.load(velocities, allow_pickle=False)
-            except (OSError, ValueError, EOFError) as error:
+            except DAMAGED_NPZ_ERRORS as error:  # numpy reads .npy headers like .npz members
                 raise MalformedFileError(velocities, None, "a .npy array (N, 3) in Angstrom/fs", str(error)) from error
         calculator = tblite.make_calculator(**{key: options[key] for key in CALCULATOR_SETTINGS})
         result = md.run_md(atoms, calculator, ensemble=options["ensemble"], temperature=options["temperature"],

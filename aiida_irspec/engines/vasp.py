@@ -323,6 +323,15 @@ def _vectors(varray, count):
     return rows
 
 
+def _check_cells(path, cells, fractional=None):
+    """MalformedFileError unless every cell (F, 3, 3) has three independent finite vectors and the fractional
+    positions (F, N, 3), when given, are finite."""
+    finite = np.all(np.isfinite(cells)) and (fractional is None or np.all(np.isfinite(fractional)))
+    if not (finite and np.all(np.abs(np.linalg.det(cells)) > 1e-6)):
+        raise MalformedFileError(path, None, "finite positions and cells of three independent vectors",
+                                 "NaN, infinite or degenerate values")
+
+
 def _read_xdatcar_frames(path):
     """Cells, fractional positions and symbols of every XDATCAR configuration (ASE's reader)."""
     import io
@@ -341,8 +350,7 @@ def _read_xdatcar_frames(path):
     if not frames:
         raise MalformedFileError(path, None, "at least one configuration")
     cells = np.array([f.cell.array for f in frames])
-    if not (np.all(np.isfinite(cells)) and np.all(np.abs(np.linalg.det(cells)) > 1e-6)):
-        raise MalformedFileError(path, None, "cells of three independent finite vectors", "a degenerate cell")
+    _check_cells(path, cells)  # before the fractional positions, which need the inverse cells
     fractional = np.array([f.get_scaled_positions(wrap=False) for f in frames])
     return cells, fractional, frames[0].get_chemical_symbols()
 
@@ -372,10 +380,7 @@ def read_md_trajectory(*, timestep, stride=1, vasprun=None, xdatcar=None):
         raise InputError("give vasprun or xdatcar")
     if len(symbols) != fractional.shape[1]:
         raise MalformedFileError(source["path"], None, f"{fractional.shape[1]} atom symbols", len(symbols))
-    if not (np.all(np.isfinite(cells)) and np.all(np.isfinite(fractional))
-            and np.all(np.abs(np.linalg.det(cells)) > 1e-6)):
-        raise MalformedFileError(source["path"], None, "finite positions and cells of three independent vectors",
-                                 "NaN, infinite or degenerate values")
+    _check_cells(source["path"], cells, fractional)
     if not (isinstance(stride, (int, np.integer)) and stride > 0):
         raise InputError(f"stride must be a positive integer, got {stride!r}")
     steps = 1 + np.arange(len(cells)) * int(stride)

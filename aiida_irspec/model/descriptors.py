@@ -28,6 +28,10 @@ from aiida_irspec.exceptions import InputError, ModelError
 from aiida_irspec.model.coupling import XYZ_FROM_M, vector_coupling
 
 
+#: Smooth cutoffs of the density expansion: over the last ``cutoff_width`` only, or over the whole range.
+CUTOFF_FUNCTIONS = ("shifted_cosine", "cosine")
+
+
 @dataclasses.dataclass(frozen=True)
 class DescriptorSettings:
     """Hyper-parameters of the descriptor (lengths in Angstrom).
@@ -58,7 +62,7 @@ class DescriptorSettings:
             raise InputError(f"descriptor lengths must be positive (cutoff_width <= cutoff): {self}")
         if self.n_radial < 1 or self.l_max < 1 or self.transfer_radial < 1 or self.invariant_radial < 1:
             raise InputError(f"n_radial, l_max, transfer_radial and invariant_radial must be >= 1: {self}")
-        if self.cutoff_function not in ("shifted_cosine", "cosine"):
+        if self.cutoff_function not in CUTOFF_FUNCTIONS:
             raise InputError(f"cutoff_function must be 'shifted_cosine' or 'cosine', not {self.cutoff_function!r}")
         if self.body_order not in (2, 3):
             raise InputError(f"body_order must be 2 or 3, not {self.body_order}")
@@ -248,9 +252,7 @@ class FeatureSpace:
         c, (pairs, g) = expansion if expansion is not None else self.expand(atoms, gradients=True)
         n_atoms, n_k = len(atoms), self.n_k
         design = np.zeros((n_atoms, 3, 3, self.n_species, self.n_per_species))
-        # pairs are sorted by (centre species, j): segment boundaries of each (s, j)
-        segment = index[pairs[:, 0]] * n_atoms + pairs[:, 1]
-        bounds = np.searchsorted(segment, np.arange(self.n_species * n_atoms + 1))
+        segments = species_segments(index[pairs[:, 0]], pairs[:, 1], self.n_species, n_atoms)
         for l, g_l in enumerate(g):
             partners = self._gradient_partners(c, l)
             if not partners:
@@ -259,12 +261,8 @@ class FeatureSpace:
             other = np.concatenate([partner.reshape(n_atoms, 2 * l + 1, -1) for *_, partner in partners], axis=2)
             # (P, S, b, m, n) -> (P, m, (b, K)): contiguous rows (p, m) for the segment products
             grad = np.ascontiguousarray(g_l.transpose(0, 3, 2, 1, 4)).reshape(len(pairs), 2 * l + 1, 3 * n_k)
-            for s in range(self.n_species):
-                lo_s, hi_s = bounds[s * n_atoms], bounds[(s + 1) * n_atoms]
-                if lo_s == hi_s:
-                    continue
-                out = segment_contract(other[pairs[lo_s:hi_s, 0]], grad[lo_s:hi_s],
-                                       bounds[s * n_atoms:(s + 1) * n_atoms + 1] - lo_s)  # (N, X, (b, K))
+            for s, rows, starts in segments:
+                out = segment_contract(other[pairs[rows, 0]], grad[rows], starts)  # (N, X, (b, K))
                 column = 0
                 for first, grad_first, partner in partners:
                     width = partner.shape[3]
@@ -389,6 +387,18 @@ def _featomic_system(atoms):
 def reduction_matrix(rows, n_rows):
     """Sparse (n_rows, len(rows)) matrix summing pair entries into their row (atom) index."""
     return scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(n_rows, len(rows)))
+
+
+def species_segments(species, atoms, n_species, n_atoms):
+    """Segments of rows sorted by (species, atom), e.g. pairs by (centre species, moved atom).
+
+    species, atoms (R,): the sort keys of the rows. Returns [(s, rows, starts)] for every species s that has
+    rows: ``rows`` the slice of its rows and ``starts`` (n_atoms + 1,) where each atom's rows begin within it.
+    """
+    bounds = np.searchsorted(species * n_atoms + atoms, np.arange(n_species * n_atoms + 1))
+    return [(s, slice(bounds[s * n_atoms], bounds[(s + 1) * n_atoms]),
+             bounds[s * n_atoms:(s + 1) * n_atoms + 1] - bounds[s * n_atoms])
+            for s in range(n_species) if bounds[(s + 1) * n_atoms] > bounds[s * n_atoms]]
 
 
 def segment_contract(left, right, starts):

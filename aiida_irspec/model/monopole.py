@@ -22,7 +22,7 @@ Units: features dimensionless, positions Angstrom, chi in |e| (weights absorb th
 
 import numpy as np
 
-from aiida_irspec.model.descriptors import reduction_matrix, segment_contract
+from aiida_irspec.model.descriptors import reduction_matrix, segment_contract, species_segments
 
 
 class ChargeTransferSpace:
@@ -124,34 +124,27 @@ class ChargeTransferSpace:
         design = np.zeros((n_atoms, 3, 3, n_species, n_t, n_f))
         # (1) the electronegativities move: pairs sorted by (centre species, moved atom), b of the centre
         dg = self.invariant_gradients(c, pairs, grads)  # (P, b, F)
-        segment = index[pairs[:, 0]] * n_atoms + pairs[:, 1]
-        bounds = np.searchsorted(segment, np.arange(n_species * n_atoms + 1))
-        for s in range(n_species):
-            lo, hi = bounds[s * n_atoms], bounds[(s + 1) * n_atoms]
-            if hi > lo:
-                out = segment_contract(b[pairs[lo:hi, 0]].reshape(hi - lo, 1, -1), dg[lo:hi].reshape(hi - lo, 1, -1),
-                                       bounds[s * n_atoms:(s + 1) * n_atoms + 1] - lo)  # (N, (t, a), (b, F))
-                design[:, :, :, s] += out.reshape(n_atoms, n_t, 3, 3, n_f).transpose(0, 2, 3, 1, 4)
+        for s, rows, starts in species_segments(index[pairs[:, 0]], pairs[:, 1], n_species, n_atoms):
+            centres = pairs[rows, 0]
+            out = segment_contract(b[centres].reshape(len(centres), 1, -1), dg[rows].reshape(len(centres), 1, -1),
+                                   starts)  # (N, (t, a), (b, F))
+            design[:, :, :, s] += out.reshape(n_atoms, n_t, 3, 3, n_f).transpose(0, 2, 3, 1, 4)
         # (2) the bonds move: d b_j / d x_j = sum_k M_jk, d b_j / d x_k = -M_jk, M = f I + f' r r^T / |r|
         centre, neighbour, channel, f, r, df = bonds
         m = f[:, :, None, None] * np.eye(3) + df[:, :, None, None] * _radial_outer(r)[:, None]  # (P, n, 3, 3)
         own = np.zeros((n_atoms, n_t, 3, 3))  # sum_k M_jk per channel t of j
         np.add.at(own, (centre[:, None], channel), m)
-        own = np.einsum("itab,if->iabtf", own, g)
+        design[np.arange(n_atoms), :, :, index] += np.einsum("itab,if->iabtf", own, g)  # atom j, its species
         # -sum_j g_F(j) M_jk over the bonds of the moved atom k (channel (s(k), n) of j), per species s of j
         order = np.lexsort((neighbour, index[centre]))
-        ends = np.searchsorted(index[centre[order]] * n_atoms + neighbour[order], np.arange(n_species * n_atoms + 1))
-        for s in range(n_species):
-            design[index == s, :, :, s] += own[index == s]
-            lo, hi = ends[s * n_atoms], ends[(s + 1) * n_atoms]
-            if hi > lo:
-                bond = order[lo:hi]
-                out = segment_contract(m[bond].reshape(hi - lo, 1, -1), g[centre[bond]][:, None],
-                                       ends[s * n_atoms:(s + 1) * n_atoms + 1] - lo)  # (N, (n, a, b), F)
-                out = out.reshape(n_atoms, self.n_transfer, 3, 3, n_f).transpose(0, 2, 3, 1, 4)
-                for partner in range(n_species):
-                    channels = slice(partner * self.n_transfer, (partner + 1) * self.n_transfer)
-                    design[index == partner, :, :, s, channels] -= out[index == partner]
+        for s, rows, starts in species_segments(index[centre[order]], neighbour[order], n_species, n_atoms):
+            bond = order[rows]
+            out = segment_contract(m[bond].reshape(len(bond), 1, -1), g[centre[bond]][:, None],
+                                   starts)  # (N, (n, a, b), F)
+            out = out.reshape(n_atoms, self.n_transfer, 3, 3, n_f).transpose(0, 2, 3, 1, 4)
+            for partner in range(n_species):
+                channels = slice(partner * self.n_transfer, (partner + 1) * self.n_transfer)
+                design[index == partner, :, :, s, channels] -= out[index == partner]
         return design.reshape(n_atoms, 3, 3, -1)
 
     # ------------------------------------------------------------------ contracted predictions

@@ -34,12 +34,11 @@ class PolarizationModel:
     """Polarization P (frames, 3), Born charges Z (frames, N, 3, 3) and dP/dt of structures.
 
     descriptor: :class:`DescriptorSettings`; kind: "dipole", "monopole", "combined" or "auto" (the one with
-    the lowest cross-validated error, from one set of normal equations); baseline: "auto" (formal charges for periodic cells, for
-    molecules the best of zero / species mean / formal by cross-validation), "formal", "mean", "zero",
-    or {element or atomic number: charge}; basis: "linear" (weights per species and feature) or
-    "sparse" (span of ``n_sparse`` reference environments per species, farthest-point sampled; dipole
-    kind only);
-    regularization: "auto" (= "evidence"), "evidence", "cv" or a positive number (standardised units);
+    the lowest cross-validated error, from one set of normal equations); baseline: "auto" (formal charges for
+    periodic cells, for molecules the best of zero / species mean / formal by cross-validation), "formal",
+    "mean", "zero", or {element or atomic number: charge}; basis: "linear" (weights per species and feature)
+    or "sparse" (span of ``n_sparse`` reference environments per species, farthest-point sampled; dipole
+    kind only); regularization: "auto" (= "evidence"), "evidence", "cv" or a positive number (standardised units);
     n_folds: cross-validation folds of whole frames (round-robin).
     """
 

@@ -1,6 +1,5 @@
 """Reading runs (npz with ``pdot`` or ``polarization``) and experimental curves (CSV), with validation."""
 
-
 import numpy as np
 
 from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, InputError, MalformedFileError
