@@ -1,12 +1,12 @@
 """How far the linear models go on ZrO2: descriptor variants and learning curves.
 
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/model_accuracy.py \
+    OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 python benchmarks/model_accuracy.py \
         [--output benchmarks/results/model_accuracy.md] [--figure docs/images/model_accuracy.png]
 
 - Variants of the combined kind on the 60 shared structures (96 atoms): 5-fold cross-validated RMSE of Z
   (whole structures held out), training RMSE, number of columns and fit time, for the default descriptor and
-  for one change at a time (more angular channels, more radial functions, more invariants in the monopole
-  part, more transfer channels, the former default cutoff of 6 A with a shifted cosine).
+  for one change at a time (fewer or more angular channels, more radial functions, more invariants in the
+  monopole part, more transfer channels, wider Gaussians, the former default of 8 radial functions and l_max 4).
 - Learning curves of the dipole and combined kinds: trained on 12, 24, 36 and 48 structures (every fifth
   structure from 4 on is never trained on), RMSE of Z on those 12 held-out structures.
 
@@ -30,11 +30,13 @@ from aiida_irspec.model import DescriptorSettings, PolarizationModel  # noqa: E4
 
 VARIANTS = (
     ("default", {}),
-    ("l_max 6", {"l_max": 6}),
-    ("n_radial 10", {"n_radial": 10}),
+    ("l_max 5", {"l_max": 5}),
+    ("l_max 7", {"l_max": 7}),
+    ("n_radial 6", {"n_radial": 6}),
     ("invariant_radial 4", {"invariant_radial": 4}),
     ("transfer_radial 3", {"transfer_radial": 3}),
-    ("cutoff 6, shifted cosine", {"cutoff": 6.0, "cutoff_function": "shifted_cosine"}),
+    ("gaussian_width 0.6", {"gaussian_width": 0.6}),
+    ("n_radial 8, l_max 4 (the former default)", {"n_radial": 8, "l_max": 4}),
 )
 SIZES = (12, 24, 36, 48)
 

@@ -1,6 +1,6 @@
 """Which model kind for which system: dipole, monopole and combined, measured side by side.
 
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/model_kinds.py \
+    OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 python benchmarks/model_kinds.py \
         [--output benchmarks/results/model_kinds.md] [--figure docs/images/model_kinds.png]
 
 - ZrO2 (the 60 shared DFPT structures, 96 atoms): 5-fold cross-validated RMSE of Z (whole structures

@@ -1,9 +1,9 @@
 """Polarization model on the shared ZrO2 set (60 DFPT structures, 96 atoms): accuracy and speed.
 
-Run from the repository root (featomic expands the next frame in a second thread, so one BLAS thread
-uses the two cores best):
+Run from the repository root (the fit holds BLAS to one thread while its own threads build and fold the
+designs, and solves with the threads given here):
 
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/zro2.py [--figure docs/images/model_zro2_parity.png]
+    OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 python benchmarks/zro2.py [--figure docs/images/model_zro2_parity.png]
 
 Reports, for the default descriptor:
 - fit time and peak memory (max RSS of this process) of ``PolarizationModel().fit`` on all 60 structures;

@@ -97,20 +97,32 @@ def test_contracted_predictions_equal_design_times_weights(case):
     np.testing.assert_allclose(space.born_charges(atoms, weights, expansion), z, atol=1e-12 * np.abs(z).max())
     p = space.polarization_design(atoms) @ weights.ravel()
     np.testing.assert_allclose(space.polarization(atoms, weights), p, atol=1e-12 * np.abs(p).max())
-    velocities = np.random.default_rng(2).normal(size=(len(atoms), 3))
-    np.testing.assert_allclose(space.polarization_derivative(atoms, weights, velocities, expansion),
-                               np.einsum("jab,jb->a", z, velocities), atol=1e-12 * np.abs(z).max() * len(atoms))
 
 
 def test_batched_expansion_equals_single():
     frames = [fluorite(seed) for seed in range(3)]
     space = FeatureSpace(SETTINGS, [8, 40])
-    for single, (c, (pairs, g)) in zip(frames, space.expand_many(frames, gradients=True)):
-        c1, (pairs1, g1) = space.expand(single, gradients=True)
-        np.testing.assert_array_equal(pairs, pairs1)
+    for single, (c, g) in zip(frames, space.expand_many(frames, gradients=True)):
+        c1, g1 = space.expand(single, gradients=True)
+        np.testing.assert_array_equal(g.pairs, g1.pairs)
         for l in range(SETTINGS.l_max + 1):
             np.testing.assert_array_equal(c[l], c1[l])
-            np.testing.assert_array_equal(g[l], g1[l])
+            np.testing.assert_array_equal(g.neighbour[l], g1.neighbour[l])
+            np.testing.assert_array_equal(g.own[l], g1.own[l])
+
+
+def test_gradients_of_neighbours_in_their_species_channels_sum_to_minus_the_centre_gradient(case):
+    """Translation invariance, d c[i] / d x_i = -sum_{j != i} d c[i] / d x_j, with each neighbour's gradient kept
+    in its own species' channels only: a neighbour's gradient in another species' channels would break the sum."""
+    atoms, space = case
+    c, gradients = space.expand(atoms, gradients=True)
+    index = space.species_index(atoms)
+    centres, moved = gradients.pairs.T
+    assert np.all(centres != moved) and len(gradients.pairs) > len(atoms)
+    for l, (neighbour, own) in enumerate(zip(gradients.neighbour, gradients.own)):
+        total = np.zeros((len(atoms), 2 * l + 1, 3, space.n_species, SETTINGS.n_radial))
+        np.add.at(total, (centres, slice(None), slice(None), index[moved]), neighbour)
+        np.testing.assert_allclose(total.reshape(own.shape), -own, atol=1e-12 * np.abs(own).max())
 
 
 def test_structure_descriptors_invariant_and_errors():

@@ -7,7 +7,7 @@ from model_structures import fluorite, rotated, water_dimer
 from aiida_irspec.exceptions import InputError, ModelError
 from aiida_irspec.model import DescriptorSettings, FeatureSpace, PolarizationModel
 from aiida_irspec.model import polarization_model as pm
-from aiida_irspec.model.solver import NormalEquations, solve
+from aiida_irspec.model.solver import NormalEquations, SymmetricSpectrum, solve
 
 SETTINGS = DescriptorSettings(cutoff=3.6, n_radial=2, l_max=2, gaussian_width=0.4)
 CHARGES = {40: 4.0, 8: -2.0}
@@ -79,6 +79,29 @@ def test_streamed_normal_equations_equal_batch_least_squares():
         normal.add(a[10 * k:10 * k + 10], y[10 * k:10 * k + 10], fold=k % 3)
     solution = solve(normal, alpha=1e-12)
     np.testing.assert_allclose(solution.weights, np.linalg.lstsq(a, y, rcond=None)[0], rtol=1e-8)
+
+
+@pytest.mark.parametrize("n", [1, 2, 40])
+def test_spectrum_and_posterior_of_the_ridge_solution(n):
+    """The tridiagonal route gives numpy's eigenvalues and an orthogonal V; the weights solve the ridge normal
+    equations and the posterior factor G gives G G^T = noise (A^T A + alpha D^2)^-1 (D the column scales)."""
+    rng = np.random.default_rng(n)
+    a, y = rng.normal(size=(3 * n + 5, n)) * rng.uniform(0.5, 3.0, size=n), rng.normal(size=3 * n + 5)
+    m = a.T @ a
+    spectrum = SymmetricSpectrum(m)
+    np.testing.assert_allclose(spectrum.eigenvalues, np.linalg.eigvalsh(m), rtol=1e-10, atol=1e-10 * m.max())
+    v = spectrum.from_eigenbasis(np.eye(n))
+    np.testing.assert_allclose(v.T @ v, np.eye(n), atol=1e-12)
+    np.testing.assert_allclose(v @ np.diag(spectrum.eigenvalues) @ v.T, m, atol=1e-10 * np.abs(m).max())
+    normal = NormalEquations(n)
+    normal.add(a, y)
+    solution = solve(normal, alpha=0.3)
+    scales = np.sqrt(np.diag(m) / len(a))
+    regularised = m + 0.3 * np.diag(scales**2)
+    np.testing.assert_allclose(solution.weights, np.linalg.solve(regularised, a.T @ y), rtol=1e-9)
+    covariance = solution.posterior_factor @ solution.posterior_factor.T
+    np.testing.assert_allclose(covariance, solution.noise_variance * np.linalg.inv(regularised), rtol=1e-8,
+                               atol=1e-12 * np.abs(covariance).max())
 
 
 def test_predictions_covariant_and_consistent(fitted, known):

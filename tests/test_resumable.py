@@ -1,6 +1,7 @@
 """SubmitOnce (aiida_irspec.workflows.resumable): a WorkChain step that runs again after a crashed daemon worker
 does not launch its sub-processes a second time (the daemon test: tests/test_reliability_daemon.py)."""
 
+import pytest
 from aiida import orm
 from aiida.common.links import LinkType
 from aiida.engine import ToContext, WorkChain
@@ -74,3 +75,38 @@ def test_call_link_label_of_classes_and_builders():
     assert call_link_label(builder) == "b"
     assert call_link_label(Child, {"metadata": {"call_link_label": "i"}}) == "i"
     assert call_link_label(Child, metadata={"call_link_label": "k"}) == "k" and call_link_label(Child, x=1) is None
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("profile_kind", ["postgres_rabbitmq_profile", "sqlite_zeromq_profile"])
+def test_recover_sends_the_task_of_a_process_left_with_a_checkpoint_and_no_task(profile_kind, request):
+    """The window of AiiDA's submit between a process's checkpoint and its task, made on purpose: the daemon
+    never runs such a process; `aiida-irspec campaign recover` restarts the daemon, sends exactly its task,
+    and the daemon runs it to the result of a process submitted normally."""
+    from aiida.engine import submit
+    from aiida.manage import get_manager
+    from aiida.plugins import WorkflowFactory
+    from click.testing import CliRunner
+    from daemon_helpers import running_daemon, wait_until
+
+    from aiida_irspec.cli import cli
+
+    profile = request.getfixturevalue(profile_kind)
+    add_multiply = WorkflowFactory("core.arithmetic.add_multiply")
+    inputs = {"x": orm.Int(1), "y": orm.Int(2), "z": orm.Int(3)}
+    with running_daemon(profile) as client:
+        runner = get_manager().get_runner()
+        process = runner.instantiate_process(add_multiply, **inputs)
+        runner.persister.save_checkpoint(process)  # what submit does before it sends the task ...
+        process.close()  # ... and here the worker "dies": no task
+        orphan = process.node
+        queued = submit(add_multiply, **inputs)
+        assert wait_until(lambda: queued.is_terminated, 180), client.daemon_log_file
+        assert orphan.checkpoint is not None and orphan.process_state == ProcessState.CREATED  # never picked up
+
+        result = CliRunner().invoke(cli, ["campaign", "recover", "--workers", "1", "-p", profile.name])
+        assert result.exit_code == 0, result.output
+        assert f"sent the missing task of 1 process(es): [{orphan.pk}]" in result.output
+        assert wait_until(lambda: orphan.is_terminated, 180), client.daemon_log_file
+    assert orphan.is_finished_ok and queued.is_finished_ok
+    assert orphan.outputs.result.value == queued.outputs.result.value == 9

@@ -129,6 +129,24 @@ def status_text(node):
     return format_table(rows, ("", ""))
 
 
+@campaign.command("recover")
+@click.option("--workers", type=int, default=None, help="Daemon workers after the restart (default: as before).")
+@_profile_option
+@user_errors
+def recover(workers, profile):
+    """Restart the daemon after its workers crashed (killed, out of memory, a lost node): stop it, start it, and
+    send the task of every process that the crash left with a checkpoint but no task (AiiDA's submit stores
+    the checkpoint before it sends the task), so that every campaign goes on."""
+    load_profile_or_exit(profile)
+    from aiida.engine.daemon.client import get_daemon_client
+
+    from aiida_irspec.workflows.resumable import recover_daemon
+
+    revived = recover_daemon(get_daemon_client(), workers)
+    click.echo("Daemon restarted; " + (f"sent the missing task of {len(revived)} process(es): {revived}" if revived
+                                       else "every active process with a checkpoint had its task."))
+
+
 @campaign.command("status")
 @click.argument("pk", type=int)
 @_profile_option

@@ -46,8 +46,8 @@ class DescriptorSettings:
     """
 
     cutoff: float = 7.0
-    n_radial: int = 8
-    l_max: int = 4
+    n_radial: int = 5
+    l_max: int = 6
     gaussian_width: float = 0.5
     cutoff_function: str = "cosine"
     cutoff_width: float = 0.5
@@ -73,6 +73,23 @@ class DescriptorSettings:
     @classmethod
     def from_dict(cls, data):
         return cls(**data)
+
+
+@dataclasses.dataclass
+class DensityGradients:
+    """Position gradients of one frame's density coefficients ``c[l][i, m, (s, n)]`` (per Angstrom).
+
+    The density of species s around atom i moves with i and with its neighbours of species s only, so a
+    neighbour j != i enters the channels of its own species alone:
+
+    * ``pairs`` (P, 2): (centre i, neighbour j != i), sorted by (species of i, j, i);
+    * ``neighbour[l]`` (P, 2l+1, 3, n): ``d c[l][i, m, (s(j), n)] / d x_{j, b}`` at ``[p, m, b, n]``;
+    * ``own[l]`` (N, 2l+1, 3, K): ``d c[l][i, m, k] / d x_{i, b}`` at ``[i, m, b, k]``, every channel.
+    """
+
+    pairs: np.ndarray
+    neighbour: list
+    own: list
 
 
 class FeatureSpace:
@@ -135,10 +152,7 @@ class FeatureSpace:
     def expand(self, atoms, gradients=False):
         """Density coefficients of one frame.
 
-        Returns ``c`` (list over l of (N, 2l+1, K)) and, with gradients, ``(pairs, g)``: ``pairs``
-        (P, 2) int array of (centre i, atom j), sorted by (species of i, j, i), and ``g`` (list over l of
-        (P, S, 3, 2l+1, n), featomic's own order) with ``g[l][p, s, b, m, n] = d c[l][i_p, m, (s, n)] /
-        d x_{j_p, b}`` (per Angstrom).
+        Returns ``c`` (list over l of (N, 2l+1, K)) and, with gradients, ``(c, DensityGradients)``.
         """
         return self.expand_many([atoms], gradients)[0]
 
@@ -148,7 +162,7 @@ class FeatureSpace:
             self.species_index(atoms)
         systems = [_featomic_system(atoms) for atoms in frames]
         tensor = self._calculator.compute(systems, gradients=["positions"] if gradients else None)
-        n_radial, l_max = self.settings.n_radial, self.settings.l_max
+        n_radial, l_max, n_species = self.settings.n_radial, self.settings.l_max, self.n_species
         results = []
         blocks = [(int(key["o3_lambda"]), self.species.index(int(key["neighbor_type"])), block)
                   for key, block in tensor.items()]
@@ -157,8 +171,9 @@ class FeatureSpace:
                             for *_, block in blocks]
         for f, atoms in enumerate(frames):
             n_atoms, index = len(atoms), self.species_index(atoms)
-            coefficients = [np.zeros((n_atoms, 2 * l + 1, self.n_species, n_radial)) for l in range(l_max + 1)]
-            pieces = []
+            coefficients = [np.zeros((n_atoms, 2 * l + 1, n_species, n_radial)) for l in range(l_max + 1)]
+            own = [np.zeros((n_atoms, 2 * l + 1, 3, n_species, n_radial)) for l in range(l_max + 1)]
+            pieces = []  # (l, pair code, values (rows, m, b, n)) of the neighbours j != i
             for (l, neighbour, block), systems_of_rows, systems_of_grads in zip(blocks, sample_systems,
                                                                                 gradient_systems):
                 rows = _rows_of(systems_of_rows, f)
@@ -170,20 +185,32 @@ class FeatureSpace:
                     grad = block.gradient("positions")
                     select = _rows_of(systems_of_grads, f)
                     centres = centres_all[grad.samples.column("sample")[select]]
-                    # order pairs by (centre species, moved atom j, centre i): contiguous per (s, j)
-                    code = (index[centres] * n_atoms + grad.samples.column("atom")[select]) * n_atoms + centres
-                    offset = sum(len(piece[2]) for piece in pieces)
-                    pieces.append((l, neighbour, code, grad.values[select], offset))
+                    moved = grad.samples.column("atom")[select]
+                    values = grad.values[select].transpose(0, 2, 1, 3)  # featomic's (rows, b, m, n) -> (rows, m, b, n)
+                    itself = centres == moved
+                    own[l][centres[itself], :, :, neighbour] = values[itself]
+                    # order pairs by (centre species, moved atom j, centre i): contiguous per (s, j); the centre's
+                    # own rows get code -1 and land in a spare last row
+                    code = np.where(itself, -1, (index[centres] * n_atoms + moved) * n_atoms + centres)
+                    pieces.append((l, code, values))
             coefficients = [c.reshape(n_atoms, 2 * l + 1, self.n_k) for l, c in enumerate(coefficients)]
             if not gradients:
                 results.append(coefficients)
                 continue
-            codes = np.concatenate([piece[2] for piece in pieces]) if pieces else np.zeros(0, dtype=int)
+            codes = np.concatenate([code for _, code, _ in pieces]) if pieces else np.zeros(0, dtype=int)
             unique, inverse = np.unique(codes, return_inverse=True)
+            spare = unique[:1] == -1 if len(unique) else np.zeros(0, dtype=bool)
+            inverse = (inverse - spare.sum()) % len(unique) if len(unique) else inverse  # -1 -> the last row
+            unique = unique[spare.sum():]
+            neighbour = [np.zeros((len(unique) + 1, 2 * l + 1, 3, n_radial)) for l in range(l_max + 1)]
+            offset = 0
+            for l, code, values in pieces:  # each pair sits in the block of its neighbour's species only
+                neighbour[l][inverse[offset:offset + len(code)]] = values
+                offset += len(code)
+            neighbour = [g[:len(unique)] for g in neighbour]
             pairs = np.stack([unique % n_atoms, (unique // n_atoms) % n_atoms], axis=1)
-            grads = [self._gather_gradients(l, [piece for piece in pieces if piece[0] == l], inverse, codes, len(pairs))
-                     for l in range(l_max + 1)]
-            results.append((coefficients, (pairs, grads)))
+            own = [g.reshape(n_atoms, 2 * l + 1, 3, self.n_k) for l, g in enumerate(own)]
+            results.append((coefficients, DensityGradients(pairs, neighbour, own)))
         return results
 
     def iter_expansions(self, frames, gradients=False, batch_size=16, max_gradient_atoms=128):
@@ -215,16 +242,6 @@ class FeatureSpace:
                     future = pool.submit(self.expand_many, *batches[k + 1])
                 yield from zip(batch, results)
 
-    def _gather_gradients(self, l, pieces, inverse, codes, n_pairs):
-        """(P, S, 3, 2l+1, n) gradients of channel l from featomic's per-neighbour-species blocks.
-
-        ``pieces``: (l, neighbour species, code, values (rows, 3, 2l+1, n), offset into ``inverse``).
-        """
-        out = np.zeros((n_pairs, self.n_species, 3, 2 * l + 1, self.settings.n_radial))
-        for _, neighbour, code, values, offset in pieces:
-            out[inverse[offset:offset + len(code)], neighbour] = values
-        return out
-
     # ------------------------------------------------------------------ features
     def atom_features(self, coefficients):
         """Per-atom features (N, 3, n_per_species) from the coefficients of ``expand``."""
@@ -249,30 +266,39 @@ class FeatureSpace:
     def born_charge_design(self, atoms, expansion=None):
         """Design block of Z: (N, 3, 3, n_columns), ``A[j, a, b, (s, k)] = sum_{i in s} d f_k^a(i) / d x_{j,b}``."""
         index = self.species_index(atoms)
-        c, (pairs, g) = expansion if expansion is not None else self.expand(atoms, gradients=True)
-        n_atoms, n_k = len(atoms), self.n_k
-        design = np.zeros((n_atoms, 3, 3, self.n_species, self.n_per_species))
-        segments = species_segments(index[pairs[:, 0]], pairs[:, 1], self.n_species, n_atoms)
-        for l, g_l in enumerate(g):
+        c, gradients = expansion if expansion is not None else self.expand(atoms, gradients=True)
+        n_atoms, n_species, n_radial = len(atoms), self.n_species, self.settings.n_radial
+        design = np.zeros((n_atoms, 3, 3, n_species, self.n_per_species))
+        centres, moved = gradients.pairs.T
+        segments = species_segments(index[centres], moved, n_species, n_atoms)
+        atom = np.arange(n_atoms)
+        for l, (neighbour, own) in enumerate(zip(gradients.neighbour, gradients.own)):
             partners = self._gradient_partners(c, l)
             if not partners:
                 continue
-            # one product per (s, j) for every feature through d c[l]: partners side by side (N, m, X)
+            # everything that multiplies d c[l] in the features of atom i, side by side: (N, m, X)
             other = np.concatenate([partner.reshape(n_atoms, 2 * l + 1, -1) for *_, partner in partners], axis=2)
-            # (P, S, b, m, n) -> (P, m, (b, K)): contiguous rows (p, m) for the segment products
-            grad = np.ascontiguousarray(g_l.transpose(0, 3, 2, 1, 4)).reshape(len(pairs), 2 * l + 1, 3 * n_k)
-            for s, rows, starts in segments:
-                out = segment_contract(other[pairs[rows, 0]], grad[rows], starts)  # (N, X, (b, K))
+            # [s, j, X, b, k] = sum_{i in s} sum_m other[i, m, X] d c[l][i, m, k] / d x_{j, b}
+            contracted = np.zeros((n_species, n_atoms, other.shape[2], 3, n_species, n_radial))
+            for s, rows, starts in segments:  # the neighbours j != i, in the channels of j's species
+                out = segment_contract(other[centres[rows]], neighbour[rows], starts)  # (N, X, (b, n))
+                contracted[s, atom, :, :, index] = out.reshape(n_atoms, -1, 3, n_radial)
+            # the centre itself, every channel
+            own = np.matmul(other.transpose(0, 2, 1), own.reshape(n_atoms, 2 * l + 1, -1))  # (N, X, (b, K))
+            contracted[index, atom] += own.reshape(n_atoms, -1, 3, n_species, n_radial)
+            for s in range(n_species):
+                out = contracted[s].reshape(n_atoms, -1, 3 * self.n_k)
                 column = 0
                 for first, grad_first, partner in partners:
                     width = partner.shape[3]
-                    block = out[:, column:column + 3 * width].reshape(n_atoms, 3, width, 3, n_k)  # (N, a, k', b, k)
+                    # (N, a, k', b, k)
+                    block = out[:, column:column + 3 * width].reshape(n_atoms, 3, width, 3, self.n_k)
                     column += 3 * width
-                    target = design[:, :, :, s, first:first + width * n_k]
+                    target = design[:, :, :, s, first:first + width * self.n_k]
                     if grad_first:  # (N, a, b, k, k')
-                        target.reshape(n_atoms, 3, 3, n_k, width)[:] += block.transpose(0, 1, 3, 4, 2)
+                        target.reshape(n_atoms, 3, 3, self.n_k, width)[:] += block.transpose(0, 1, 3, 4, 2)
                     else:  # (N, a, b, k', k)
-                        target.reshape(n_atoms, 3, 3, width, n_k)[:] += block.transpose(0, 1, 3, 2, 4)
+                        target.reshape(n_atoms, 3, 3, width, self.n_k)[:] += block.transpose(0, 1, 3, 2, 4)
         return design.reshape(n_atoms, 3, 3, -1)
 
     def _gradient_partners(self, c, l):
@@ -327,47 +353,31 @@ class FeatureSpace:
     def born_charges(self, atoms, weights, expansion=None):
         """Learned Z (N, 3, 3) of one frame for weights (n_species, n_per_species)."""
         index = self.species_index(atoms)
-        c, (pairs, g) = expansion if expansion is not None else self.expand(atoms, gradients=True)
-        per_pair = self._pair_terms(c, pairs, g, index, weights, lambda gl: gl)  # (P, b, a)
-        z = reduction_matrix(pairs[:, 1], len(atoms)) @ per_pair.reshape(len(pairs), 9)
-        return z.reshape(-1, 3, 3).transpose(0, 2, 1)
+        c, gradients = expansion if expansion is not None else self.expand(atoms, gradients=True)
+        n_atoms, n_species, n_radial = len(atoms), self.n_species, self.settings.n_radial
+        centres, moved = gradients.pairs.T
+        per_pair = np.zeros((len(centres), 3, 3))  # (p, b, a)
+        z = np.zeros((n_atoms, 3, 3))  # (i, a, b)
+        for l, x in enumerate(self._weight_channels(c, index, weights)):
+            # x[i, m, a, k]: the weights of every feature of atom i whose derivative goes through d c[l][i, m, k]
+            near = x.reshape(n_atoms, 2 * l + 1, 3, n_species, n_radial)[centres, :, :, index[moved]]  # (P, m, a, n)
+            per_pair += np.einsum("pmbn,pman->pba", gradients.neighbour[l], near, optimize=True)
+            z += np.einsum("imbk,imak->iab", gradients.own[l], x, optimize=True)
+        z += (reduction_matrix(moved, n_atoms) @ per_pair.reshape(-1, 9)).reshape(n_atoms, 3, 3).transpose(0, 2, 1)
+        return z
 
-    def polarization_derivative(self, atoms, weights, velocities, expansion=None):
-        """Directional derivative of the learned P along ``velocities`` (N, 3): (3,), without forming Z."""
-        index = self.species_index(atoms)
-        c, (pairs, g) = expansion if expansion is not None else self.expand(atoms, gradients=True)
-        v = np.asarray(velocities, dtype=float)[pairs[:, 1]]  # (P, 3)
-        per_pair = self._pair_terms(c, pairs, g, index, weights,
-                                    lambda gl: np.einsum("psbmn,pb->psmn", gl, v)[:, :, None])
-        return per_pair.sum(axis=(0, 1))
-
-    def _pair_terms(self, c, pairs, g, index, weights, project):
-        """sum over features of W * d f / d x per pair (P, B, a), after ``project`` maps each gradient
-        (P, S, 3, m, n) to (P, S, B, m, n).
-
-        Each density channel l enters once: ``X_l[i, m, a, k]`` collects the weights of every feature
+    def _weight_channels(self, c, index, weights):
+        """Per density channel l, ``X_l[i, m, a, k]`` (N, 2l+1, 3, K): the weights of every feature of atom i
         whose derivative goes through ``d c[l][i, m, k]`` (2-body for l = 1, the two sides of the 3-body
-        couplings (l, l+1) and (l-1, l)).
-        """
+        couplings (l, l+1) and (l-1, l))."""
         w2, v_list, u_list = self._weighted(c, index, weights)
-        channels = [np.zeros((len(c[0]), 2 * l + 1, 3, self.n_k)) for l in range(len(g))]
+        channels = [np.zeros((len(c[0]), 2 * l + 1, 3, self.n_k)) for l in range(len(c))]
         for a, m in enumerate(XYZ_FROM_M):
             channels[1][:, m, a, :] += w2
         for l, (v, u) in enumerate(zip(v_list, u_list)):
             channels[l] += v
             channels[l + 1] += u
-        centres = pairs[:, 0]
-        n_atoms, n_species, n_radial = len(c[0]), self.n_species, self.settings.n_radial
-        out = 0.0
-        for g_l, x in zip(g, channels):
-            if not np.any(x):
-                continue
-            # (N, m, a, (s, n)) -> (N, s, a, (m, n)) to match the gradient layout (P, s, b, m, n)
-            x = np.ascontiguousarray(x.reshape(n_atoms, -1, 3, n_species, n_radial).transpose(0, 3, 2, 1, 4))
-            projected = project(g_l)
-            out = out + np.einsum("psbk,psak->pba", projected.reshape(*projected.shape[:3], -1),
-                                  x.reshape(n_atoms, n_species, 3, -1)[centres])
-        return out
+        return channels
 
 
 def _rows_of(systems, f):

@@ -90,14 +90,8 @@ class ModelSpace:
         return sum(part.born_charges(atoms, split[name], expansion) for name, part in self.parts.items())
 
     def polarization_derivative(self, atoms, weights, velocities, expansion):
-        """Learned dP/dt (3,) along ``velocities`` (N, 3): exact directional derivative."""
-        split, out = self._split(weights), np.zeros(3)
-        if "dipole" in self.parts:
-            out += self.density.polarization_derivative(atoms, split["dipole"], velocities, expansion)
-        if "monopole" in self.parts:
-            z = self.parts["monopole"].born_charges(atoms, split["monopole"], expansion)
-            out += np.einsum("jab,jb->a", z, velocities)
-        return out
+        """Learned dP/dt (3,) along ``velocities`` (N, 3): exact directional derivative ``sum_j Z_j v_j``."""
+        return np.einsum("jab,jb->a", self.born_charges(atoms, weights, expansion), velocities)
 
     def charges(self, atoms, weights, coefficients):
         """Learned (transferred) charges (N,) in |e|, zero for the dipole kind; they sum to zero."""

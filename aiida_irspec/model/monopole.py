@@ -62,23 +62,38 @@ class ChargeTransferSpace:
             blocks.append(power[:, self._upper[0], self._upper[1]])
         return np.concatenate(blocks, axis=1)
 
-    def invariant_gradients(self, coefficients, pairs, gradients):
-        """d g_F(centre) / d x_{moved, b} per pair (P, 3, n_invariants), pairs as in ``FeatureSpace.expand``."""
-        n_k, centres = len(self._keep), pairs[:, 0]
-        out = np.zeros((len(pairs), 3, self.n_invariants))
-        # featomic layout (P, S, b, m, n), kept radial functions n < n_inv -> (P, b, m, K)
-        grad = [g[..., :self._n_inv].transpose(0, 2, 3, 1, 4).reshape(len(pairs), 3, g.shape[3], n_k)
-                for g in gradients]
-        out[:, :, 1:1 + n_k] = grad[0][:, :, 0, :]
-        lo = 1 + n_k
+    def invariant_gradients(self, coefficients, gradients, index):
+        """Gradients ``d g_F(i) / d x_{j, b}`` (per Angstrom) of the invariants of every centre i.
+
+        gradients: the :class:`~aiida_irspec.model.descriptors.DensityGradients` of the frame; index (N,) the
+        species index of every atom. Returns (by the neighbours j != i of ``gradients.pairs`` (P, 3, F), by
+        the centre itself (N, 3, F)).
+        """
+        n_atoms, n_species, n_inv, n_k = len(index), self.density.n_species, self._n_inv, len(self._keep)
+        centres, moved = gradients.pairs.T
+        slot = (np.arange(len(centres)), slice(None), index[moved])  # a neighbour's own species' channels
         upper, lower = self._upper[0] * n_k + self._upper[1], self._upper[1] * n_k + self._upper[0]  # flat (k1, k2)
+        by_neighbour = np.zeros((len(centres), 3, self.n_invariants))
+        by_itself = np.zeros((n_atoms, 3, self.n_invariants))
+        dense = np.zeros((len(centres), 3, n_species, n_inv))
+        dense[slot] = gradients.neighbour[0][:, 0, :, :n_inv]
+        by_neighbour[:, :, 1:1 + n_k] = dense.reshape(len(centres), 3, n_k)
+        own = [g.reshape(n_atoms, 2 * l + 1, 3, n_species, -1)[..., :n_inv].reshape(n_atoms, 2 * l + 1, 3, n_k)
+               for l, g in enumerate(gradients.own[:max(self.n_l, 1)])]
+        by_itself[:, :, 1:1 + n_k] = own[0][:, 0]
+        lo = 1 + n_k
         for l in range(self.n_l):
-            # X[p, b, k1, k2] = sum_m dc[p, b, m, k1] c[centre, m, k2]; d p_l = X + X^T
-            x = np.matmul(grad[l].transpose(0, 1, 3, 2), coefficients[l][:, :, self._keep][centres][:, None])
-            x = x.reshape(len(pairs), 3, n_k**2)
-            out[:, :, lo:lo + self.n_power] = np.take(x, upper, axis=2) + np.take(x, lower, axis=2)
+            # X[., b, k1, k2] = sum_m d c[l][i, m, k1] c[l][i, m, k2]; d p_l = X + X^T
+            c = coefficients[l][:, :, self._keep]  # (N, m, K)
+            near = gradients.neighbour[l][..., :n_inv].reshape(len(centres), 2 * l + 1, 3 * n_inv)
+            dense = np.zeros((len(centres), 3, n_species, n_inv, n_k))
+            dense[slot] = np.matmul(near.transpose(0, 2, 1), c[centres]).reshape(-1, 3, n_inv, n_k)
+            x_near = dense.reshape(len(centres), 3, n_k**2)
+            x_own = np.matmul(own[l].reshape(n_atoms, 2 * l + 1, -1).transpose(0, 2, 1), c).reshape(n_atoms, 3, -1)
+            for out, x in ((by_neighbour, x_near), (by_itself, x_own)):
+                out[:, :, lo:lo + self.n_power] = np.take(x, upper, axis=2) + np.take(x, lower, axis=2)
             lo += self.n_power
-        return out
+        return by_neighbour, by_itself
 
     def bonds(self, atoms):
         """Transfer pairs: centre, neighbour (P,), channel of each (P, n) radial term, f (P, n), r = x_c - x_n
@@ -117,24 +132,27 @@ class ChargeTransferSpace:
         """Design block of Z: (N, 3, 3, n_columns),
         ``A[i, a, b, (s, t, F)] = sum_{j in s} (b^t_{j,a} d g_F(j) / d x_{i,b} + g_F(j) d b^t_{j,a} / d x_{i,b})``."""
         index = self.density.species_index(atoms)
-        c, (pairs, grads) = expansion
+        c, gradients = expansion
         n_atoms, n_species, n_t, n_f = len(atoms), self.density.n_species, self.n_channels, self.n_invariants
         g, bonds = self.invariants(c), self.bonds(atoms)
         b = self.bond_sums(atoms, bonds)
         design = np.zeros((n_atoms, 3, 3, n_species, n_t, n_f))
-        # (1) the electronegativities move: pairs sorted by (centre species, moved atom), b of the centre
-        dg = self.invariant_gradients(c, pairs, grads)  # (P, b, F)
+        # (1) the electronegativities move: by the neighbours (pairs sorted by centre species, moved atom) ...
+        by_neighbour, by_itself = self.invariant_gradients(c, gradients, index)  # (P, b, F), (N, b, F)
+        pairs = gradients.pairs
         for s, rows, starts in species_segments(index[pairs[:, 0]], pairs[:, 1], n_species, n_atoms):
             centres = pairs[rows, 0]
-            out = segment_contract(b[centres].reshape(len(centres), 1, -1), dg[rows].reshape(len(centres), 1, -1),
-                                   starts)  # (N, (t, a), (b, F))
+            out = segment_contract(b[centres].reshape(len(centres), 1, -1),
+                                   by_neighbour[rows].reshape(len(centres), 1, -1), starts)  # (N, (t, a), (b, F))
             design[:, :, :, s] += out.reshape(n_atoms, n_t, 3, 3, n_f).transpose(0, 2, 3, 1, 4)
         # (2) the bonds move: d b_j / d x_j = sum_k M_jk, d b_j / d x_k = -M_jk, M = f I + f' r r^T / |r|
         centre, neighbour, channel, f, r, df = bonds
         m = f[:, :, None, None] * np.eye(3) + df[:, :, None, None] * _radial_outer(r)[:, None]  # (P, n, 3, 3)
         own = np.zeros((n_atoms, n_t, 3, 3))  # sum_k M_jk per channel t of j
         np.add.at(own, (centre[:, None], channel), m)
-        design[np.arange(n_atoms), :, :, index] += np.einsum("itab,if->iabtf", own, g)  # atom j, its species
+        # ... and atom j moves itself: its invariants (1) and its bonds (2), in its species' columns
+        design[np.arange(n_atoms), :, :, index] += (np.einsum("ita,ibf->iabtf", b, by_itself)
+                                                    + np.einsum("itab,if->iabtf", own, g))
         # -sum_j g_F(j) M_jk over the bonds of the moved atom k (channel (s(k), n) of j), per species s of j
         order = np.lexsort((neighbour, index[centre]))
         for s, rows, starts in species_segments(index[centre[order]], neighbour[order], n_species, n_atoms):
@@ -171,14 +189,17 @@ class ChargeTransferSpace:
         """Learned Z (N, 3, 3) in |e|: the two terms of :meth:`born_charge_design`, contracted with the
         weights per pair before summing (no design block is formed)."""
         index = self.density.species_index(atoms)
-        c, (pairs, grads) = expansion
+        c, gradients = expansion
         w = weights.reshape(-1, self.n_channels, self.n_invariants)
         chi = np.einsum("if,itf->it", self.invariants(c), w[index])
         bonds = self.bonds(atoms)
         b = self.bond_sums(atoms, bonds)
-        dchi = np.einsum("pbf,ptf->pbt", self.invariant_gradients(c, pairs, grads), w[index[pairs[:, 0]]])
-        per_pair = np.einsum("pta,pbt->pab", b[pairs[:, 0]], dchi).reshape(len(pairs), 9)
-        z = reduction_matrix(pairs[:, 1], len(atoms)) @ per_pair
+        by_neighbour, by_itself = self.invariant_gradients(c, gradients, index)
+        centres, moved = gradients.pairs.T
+        dchi = np.einsum("pbf,ptf->pbt", by_neighbour, w[index[centres]])
+        per_pair = np.einsum("pta,pbt->pab", b[centres], dchi).reshape(len(centres), 9)
+        z = reduction_matrix(moved, len(atoms)) @ per_pair
+        z += np.einsum("ita,ibf,itf->iab", b, by_itself, w[index], optimize=True).reshape(len(atoms), 9)
         centre, neighbour, channel, f, r, df = bonds
         flow = chi[centre[:, None], channel]  # (bonds, n)
         per_bond = (np.sum(f * flow, axis=1)[:, None, None] * np.eye(3)

@@ -12,7 +12,6 @@ by farthest-point sampling, ``W[s] = sum_{r, nu} w_r^nu f^nu(X_r)`` (the linear-
 """
 
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -99,9 +98,8 @@ class PolarizationModel:
         (frames, born_charges, polarizations) whose errors go into ``metrics["validation"]``.
         """
         frames, born_charges, polarizations = _check_data(frames, born_charges, polarizations)
-        with _one_blas_thread():
-            return self._fit(frames, born_charges, polarizations, {**DEFAULT_WEIGHTS, **(weights or {})},
-                             validation, progress)
+        return self._fit(frames, born_charges, polarizations, {**DEFAULT_WEIGHTS, **(weights or {})}, validation,
+                         progress)
 
     def _fit(self, frames, born_charges, polarizations, weights, validation, progress):
         kinds = KINDS if self.kind == "auto" else (self.kind,)
@@ -114,7 +112,8 @@ class PolarizationModel:
                                  n_targets=len(candidates))
         # each frame's rows are folded into the normal equations in a background thread while the main
         # thread builds the next frame's design (and featomic expands the next batch in another)
-        with _progress(len(frames), progress, "fit") as bar, ThreadPoolExecutor(max_workers=1) as adder:
+        with (_progress(len(frames), progress, "fit") as bar, ThreadPoolExecutor(max_workers=1) as adder,
+              _one_blas_thread()):
             added = None
             expansions = space.iter_expansions(frames, [z is not None for z in born_charges])
             for k, ((atoms, expansion), z, p) in enumerate(zip(expansions, born_charges, polarizations)):
@@ -152,9 +151,12 @@ class PolarizationModel:
             return [(kind, name, _cv_rmse(normal, trial.alpha, zero, t, basis) if len(candidates) * len(kinds) > 1
                      else None, t, trial) for t, ((name, _), trial) in enumerate(zip(candidates, trials))]
 
-        normal.total()  # the fold sums are computed once, before the kinds are solved in two threads
-        with ThreadPoolExecutor(max_workers=2) as solver:
-            selection = [row for rows in solver.map(solve_kind, kinds) for row in rows]
+        normal.total()  # the fold sums are computed once, before the kinds are solved
+        if len(kinds) == 1:  # one solve: BLAS threads as configured
+            selection = solve_kind(kinds[0])
+        else:  # several: two at a time, BLAS on one thread each
+            with ThreadPoolExecutor(max_workers=2) as solver, _one_blas_thread():
+                selection = [row for rows in solver.map(solve_kind, kinds) for row in rows]
         kind, _, cv_error, best, solution = min(selection, key=lambda row: row[2] or 0.0)
         group_rmse = normal.group_rmse(solution.weights, target=best)
         keep = space.columns_of(kind)
@@ -442,15 +444,11 @@ class PolarizationModel:
 
 
 def _one_blas_thread():
-    """BLAS on one thread while fitting: the fit's own threads (featomic expansion, normal-equation updates)
-    keep the cores busy, and more BLAS threads only compete with them. A thread count set in the environment
-    (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS) is left as the user chose it."""
-    import contextlib
-
+    """BLAS on one thread while the fit runs threads of its own (featomic expansion, design, normal-equation
+    updates, solves of several kinds): they keep the cores busy, and more BLAS threads only compete with them.
+    A single solve uses the BLAS threads as configured (e.g. OMP_NUM_THREADS)."""
     from threadpoolctl import threadpool_limits
 
-    if any(name in os.environ for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")):
-        return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
 
 

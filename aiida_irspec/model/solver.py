@@ -166,12 +166,13 @@ def solve_targets(normal, alpha, zero_columns, targets, basis=None, relative_nul
     if not active.any():
         raise ModelError("every feature column is zero: the training structures give no signal")
     s = scale[active]
-    eigenvalues, vectors = np.linalg.eigh(ata[np.ix_(active, active)] / np.outer(s, s))
-    eigenvalues = np.maximum(eigenvalues, 0.0)
+    m = ata[np.ix_(active, active)] / np.outer(s, s)
+    spectrum = SymmetricSpectrum(m)
+    eigenvalues = np.maximum(spectrum.eigenvalues, 0.0)
     solutions = []
     for target in targets:
         _, aty, yty, _ = normal.total(target=target, basis=basis)
-        z = vectors.T @ (aty[active] / s)
+        z = spectrum.to_eigenbasis(aty[active] / s)
         cv_rmse = None
         if alpha == "evidence":
             chosen, method = _evidence_alpha(eigenvalues, z, yty, rows), "evidence"
@@ -188,14 +189,56 @@ def solve_targets(normal, alpha, zero_columns, targets, basis=None, relative_nul
         gamma = np.sum(eigenvalues / (eigenvalues + chosen))
         noise = max(residual, 0.0) / max(rows - gamma, 1.0)
         weights = np.zeros(len(scale))
-        weights[active] = (vectors @ coefficient) / s
-        # posterior covariance of the original-column weights W = G G^T
+        weights[active] = spectrum.from_eigenbasis(coefficient) / s
+        # posterior covariance of the original-column weights, noise (M + alpha)^-1 = G G^T with G = L^-T
         factor = np.zeros((len(scale), len(s)))
-        factor[active] = (vectors * np.sqrt(noise / (eigenvalues + chosen))) / s[:, None]
+        factor[active] = np.sqrt(noise) * _inverse_root(m, chosen, spectrum) / s[:, None]
         if basis is not None:
             weights, factor = basis @ weights, basis @ factor
         solutions.append(RidgeSolution(weights, float(chosen), float(noise), factor, method, cv_rmse))
     return solutions
+
+
+class SymmetricSpectrum:
+    """``M = V diag(eigenvalues) V^T`` of a symmetric (n, n) matrix, with ``V`` applied to vectors but never
+    formed: LAPACK's tridiagonal reduction ``M = Q T Q^T`` (sytrd, Householder reflectors) and the
+    eigenvectors ``U`` of T (stemr), ``V = Q U``. Several times faster than a full eigendecomposition."""
+
+    def __init__(self, m):
+        n = len(m)
+        lwork = scipy.linalg.lapack.dsytrd_lwork(n, lower=1)[0]
+        reduced, diagonal, off_diagonal, tau, info = scipy.linalg.lapack.dsytrd(m, lower=1, lwork=max(int(lwork), 1))
+        if info != 0:
+            raise ModelError(f"the tridiagonal reduction of the normal equations failed (LAPACK info {info})")
+        self.eigenvalues, self._u = scipy.linalg.eigh_tridiagonal(diagonal, off_diagonal)
+        # Q = diag(1, Q'), Q' the product of the reflectors stored below the first sub-diagonal, as from a QR
+        self._reflectors, self._tau = reduced[1:, :n - 1], tau[:n - 1]
+
+    def _apply_q(self, x, trans):
+        x = np.array(x, dtype=float)
+        if len(x) > 1:
+            x[1:] = scipy.linalg.lapack.dormqr("L", trans, self._reflectors, self._tau, x[1:],
+                                               lwork=max(64 * len(x), 1))[0]
+        return x
+
+    def to_eigenbasis(self, x):
+        """``V^T x`` for x (n,) or (n, k)."""
+        return self._u.T @ self._apply_q(x, "T")
+
+    def from_eigenbasis(self, y):
+        """``V y`` for y (n,) or (n, k)."""
+        return self._apply_q(self._u @ y, "N")
+
+
+def _inverse_root(m, alpha, spectrum):
+    """G (n, n) with ``G G^T = (m + alpha)^-1``: ``L^-T`` of the Cholesky factor, or from the spectrum of m
+    when rounding makes ``m + alpha`` numerically indefinite (tiny alpha)."""
+    try:
+        lower = scipy.linalg.cholesky(m + alpha * np.eye(len(m)), lower=True)
+    except np.linalg.LinAlgError:
+        vectors = spectrum.from_eigenbasis(np.eye(len(m)))
+        return vectors / np.sqrt(np.maximum(spectrum.eigenvalues, 0.0) + alpha)
+    return scipy.linalg.lapack.dtrtri(lower, lower=1)[0].T
 
 
 def _evidence_alpha(eigenvalues, z, yty, rows, iterations=200):

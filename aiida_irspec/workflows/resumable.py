@@ -12,6 +12,11 @@ state, or one still "created" without a checkpoint: the worker died while creati
 and its task existed, so it can never run; it is marked killed (with a status saying so) and the process is
 launched anew. Call link labels must therefore be unique per launch
 within a WorkChain (ours are: per stage, frame, run or iteration).
+
+One window is AiiDA's own: ``submit`` stores the new process's checkpoint and then sends its task to the
+broker. A worker killed in between leaves a process with a checkpoint and no task, which no worker will ever
+run (and whose parent waits for it). :func:`recover_daemon` (``aiida-irspec campaign recover``) restarts
+the daemon after a crash and sends the missing tasks.
 """
 
 from aiida.common.links import LinkType
@@ -67,3 +72,43 @@ class SubmitOnce:
                             f"was created); marking it killed and launching it anew")
                 retire_stub(node)
         return super().submit(process, inputs, **kwargs)
+
+
+def orphaned_processes(broker):
+    """PKs of the active processes that have a checkpoint but no task in ``broker``'s queue.
+
+    Only meaningful with the daemon stopped: then the tasks of every process that was running are back in the
+    queue. Processes without a checkpoint (stubs of interrupted launches, calcfunctions of a killed worker)
+    cannot be continued from a task and are left to :class:`SubmitOnce`.
+    """
+    from aiida import orm
+    from aiida.engine.processes.control import get_process_tasks
+
+    queued = set(get_process_tasks(broker))
+    active = orm.QueryBuilder().append(orm.ProcessNode, project="id", filters={
+        "attributes.process_state": {"in": ["created", "waiting", "running"]}}).all(flat=True)
+    return sorted(pk for pk in active if pk not in queued and orm.load_node(pk).checkpoint is not None)
+
+
+def recover_daemon(client, workers=None):
+    """Restart the daemon of ``client`` (a DaemonClient) after its workers crashed, without losing a process.
+
+    Stops the daemon, finds the :func:`orphaned_processes` (with no worker left, every task of a process that
+    was running is back in the broker's queue: RabbitMQ requeues a dead consumer's messages, the ZeroMQ
+    broker's on-disk queue its "processing" tasks), starts the daemon with ``workers`` workers (default: as
+    many as it had, at least one) and sends the orphans' tasks. Returns their PKs.
+    """
+    from aiida.manage import get_manager
+
+    if workers is None:
+        workers = int(client.get_numprocesses().get("numprocesses", 1)) if client.is_daemon_running else 1
+    if client.is_daemon_running:
+        client.stop_daemon(wait=True, timeout=120)
+    manager = get_manager()
+    orphans = orphaned_processes(manager.get_broker())
+    client.start_daemon(number_workers=max(workers, 1), timeout=120)
+    manager.reset_broker()  # a ZeroMQ broker service starts anew with the daemon: connect to the new one
+    controller = manager.get_process_controller()
+    for pk in orphans:
+        controller.continue_process(pk, nowait=True, no_reply=True)
+    return orphans
