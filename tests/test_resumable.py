@@ -110,3 +110,18 @@ def test_recover_sends_the_task_of_a_process_left_with_a_checkpoint_and_no_task(
         assert wait_until(lambda: orphan.is_terminated, 180), client.daemon_log_file
     assert orphan.is_finished_ok and queued.is_finished_ok
     assert orphan.outputs.result.value == queued.outputs.result.value == 9
+
+
+def test_recover_on_a_profile_without_a_broker_says_there_is_no_daemon(aiida_config_tmp, aiida_profile_factory):
+    from click.testing import CliRunner
+
+    from aiida_irspec.cli import cli
+
+    from aiida.manage import get_manager
+
+    try:
+        with aiida_profile_factory(aiida_config_tmp, storage_backend="core.sqlite_dos") as profile:
+            result = CliRunner().invoke(cli, ["campaign", "recover", "-p", profile.name])
+    finally:
+        get_manager().reset_profile()
+    assert result.exit_code == 5 and "has no broker, hence no daemon" in result.output, result.output

@@ -1,7 +1,8 @@
 """``aiida-irspec campaign``: validate, submit or run a campaign spec; its status and report.
 
 Exit codes: 0 success; 2 invalid spec or input (the message names the key and what is allowed);
-3 no usable AiiDA profile; 4 the campaign run in the foreground did not finish successfully.
+3 no usable AiiDA profile; 4 the campaign run in the foreground did not finish successfully; 5 ``recover`` on a
+profile without a broker (it has no daemon).
 """
 
 import click
@@ -137,11 +138,14 @@ def recover(workers, profile):
     """Restart the daemon after its workers crashed (killed, out of memory, a lost node): stop it, start it, and
     send the task of every process that the crash left with a checkpoint but no task (AiiDA's submit stores
     the checkpoint before it sends the task), so that every campaign goes on."""
-    load_profile_or_exit(profile)
+    loaded = load_profile_or_exit(profile)
     from aiida.engine.daemon.client import get_daemon_client
 
     from aiida_irspec.workflows.resumable import recover_daemon
 
+    if loaded.process_control_backend is None:
+        echo_error_and_exit(f"profile {loaded.name!r} has no broker, hence no daemon to recover: its campaigns run "
+                            "in the foreground (`aiida-irspec campaign run`)", 5)
     revived = recover_daemon(get_daemon_client(), workers)
     click.echo("Daemon restarted; " + (f"sent the missing task of {len(revived)} process(es): {revived}" if revived
                                        else "every active process with a checkpoint had its task."))
