@@ -198,14 +198,14 @@ class FeatureSpace:
                 results.append(coefficients)
                 continue
             codes = np.concatenate([code for _, code, _ in pieces]) if pieces else np.zeros(0, dtype=int)
-            unique, inverse = np.unique(codes, return_inverse=True)
-            spare = unique[:1] == -1 if len(unique) else np.zeros(0, dtype=bool)
-            inverse = (inverse - spare.sum()) % len(unique) if len(unique) else inverse  # -1 -> the last row
-            unique = unique[spare.sum():]
+            is_pair = codes >= 0
+            unique = np.unique(codes[is_pair])
+            row = np.full(len(codes), len(unique))  # the row of every gradient: its pair's, or the spare one
+            row[is_pair] = np.searchsorted(unique, codes[is_pair])
             neighbour = [np.zeros((len(unique) + 1, 2 * l + 1, 3, n_radial)) for l in range(l_max + 1)]
             offset = 0
             for l, code, values in pieces:  # each pair sits in the block of its neighbour's species only
-                neighbour[l][inverse[offset:offset + len(code)]] = values
+                neighbour[l][row[offset:offset + len(code)]] = values
                 offset += len(code)
             neighbour = [g[:len(unique)] for g in neighbour]
             pairs = np.stack([unique % n_atoms, (unique // n_atoms) % n_atoms], axis=1)
@@ -267,7 +267,7 @@ class FeatureSpace:
         """Design block of Z: (N, 3, 3, n_columns), ``A[j, a, b, (s, k)] = sum_{i in s} d f_k^a(i) / d x_{j,b}``."""
         index = self.species_index(atoms)
         c, gradients = expansion if expansion is not None else self.expand(atoms, gradients=True)
-        n_atoms, n_species, n_radial = len(atoms), self.n_species, self.settings.n_radial
+        n_atoms, n_species, n_radial, n_k = len(atoms), self.n_species, self.settings.n_radial, self.n_k
         design = np.zeros((n_atoms, 3, 3, n_species, self.n_per_species))
         centres, moved = gradients.pairs.T
         segments = species_segments(index[centres], moved, n_species, n_atoms)
@@ -287,18 +287,17 @@ class FeatureSpace:
             own = np.matmul(other.transpose(0, 2, 1), own.reshape(n_atoms, 2 * l + 1, -1))  # (N, X, (b, K))
             contracted[index, atom] += own.reshape(n_atoms, -1, 3, n_species, n_radial)
             for s in range(n_species):
-                out = contracted[s].reshape(n_atoms, -1, 3 * self.n_k)
+                out = contracted[s].reshape(n_atoms, -1, 3 * n_k)
                 column = 0
                 for first, grad_first, partner in partners:
                     width = partner.shape[3]
-                    # (N, a, k', b, k)
-                    block = out[:, column:column + 3 * width].reshape(n_atoms, 3, width, 3, self.n_k)
+                    block = out[:, column:column + 3 * width].reshape(n_atoms, 3, width, 3, n_k)  # (N, a, k', b, k)
                     column += 3 * width
-                    target = design[:, :, :, s, first:first + width * self.n_k]
+                    target = design[:, :, :, s, first:first + width * n_k]
                     if grad_first:  # (N, a, b, k, k')
-                        target.reshape(n_atoms, 3, 3, self.n_k, width)[:] += block.transpose(0, 1, 3, 4, 2)
+                        target.reshape(n_atoms, 3, 3, n_k, width)[:] += block.transpose(0, 1, 3, 4, 2)
                     else:  # (N, a, b, k', k)
-                        target.reshape(n_atoms, 3, 3, width, self.n_k)[:] += block.transpose(0, 1, 3, 2, 4)
+                        target.reshape(n_atoms, 3, 3, width, n_k)[:] += block.transpose(0, 1, 3, 2, 4)
         return design.reshape(n_atoms, 3, 3, -1)
 
     def _gradient_partners(self, c, l):

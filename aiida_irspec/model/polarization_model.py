@@ -307,11 +307,11 @@ class PolarizationModel:
 
     def predict_pdot(self, frames, velocities, method="central_difference", step=PDOT_STEP, batch_size=32,
                      progress=False):
-        """dP/dt (F, 3) in |e| Angstrom / fs along ``velocities`` (F, N, 3) Angstrom / fs, without forming Z.
+        """dP/dt (F, 3) in |e| Angstrom / fs along ``velocities`` (F, N, 3) Angstrom / fs.
 
         method: "central_difference" (default, fast): ``(P(x + h v) - P(x - h v)) / 2h`` for the learned
         part with h such that no atom moves more than ``step`` Angstrom (truncation error ~ step^2);
-        "analytic": the exact directional derivative from the descriptor gradients (slower).
+        "analytic": the exact ``sum_j Z_j v_j``, Z from the descriptor gradients (slower).
         The baseline part ``sum q v`` is exact in both.
         """
         self._require_fitted()

@@ -85,9 +85,10 @@ def orphaned_processes(broker):
     from aiida.engine.processes.control import get_process_tasks
 
     queued = set(get_process_tasks(broker))
-    active = orm.QueryBuilder().append(orm.ProcessNode, project="id", filters={
-        "attributes.process_state": {"in": ["created", "waiting", "running"]}}).all(flat=True)
-    return sorted(pk for pk in active if pk not in queued and orm.load_node(pk).checkpoint is not None)
+    checkpointed = orm.QueryBuilder().append(orm.ProcessNode, project="id", filters={
+        "attributes.process_state": {"in": ["created", "waiting", "running"]},
+        "attributes": {"has_key": orm.ProcessNode.CHECKPOINT_KEY}}).all(flat=True)
+    return sorted(pk for pk in checkpointed if pk not in queued)
 
 
 def recover_daemon(client, workers=None):
