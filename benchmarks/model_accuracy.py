@@ -5,8 +5,8 @@
 
 - Variants of the combined kind on the 60 shared structures (96 atoms): 5-fold cross-validated RMSE of Z
   (whole structures held out), training RMSE, number of columns and fit time, for the default descriptor and
-  for one change at a time (fewer or more angular channels, more radial functions, more invariants in the
-  monopole part, more transfer channels, wider Gaussians, the former default of 8 radial functions and l_max 4).
+  for one change at a time (no 4-body products, fewer or more angular channels, more radial functions, more
+  invariants in the monopole part, more transfer channels, wider Gaussians, the former defaults).
 - Learning curves of the dipole and combined kinds: trained on 12, 24, 36 and 48 structures (every fifth
   structure from 4 on is never trained on), RMSE of Z on those 12 held-out structures.
 
@@ -24,19 +24,20 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from zro2 import SHARED, load, timed, write_report  # noqa: E402
+from zro2 import SHARED, load, machine_line, timed, write_report  # noqa: E402
 
 from aiida_irspec.model import DescriptorSettings, PolarizationModel  # noqa: E402
 
 VARIANTS = (
     ("default", {}),
+    ("body_order 3 (no 4-body products)", {"body_order": 3}),
+    ("l_max 3", {"l_max": 3}),
     ("l_max 5", {"l_max": 5}),
-    ("l_max 7", {"l_max": 7}),
-    ("n_radial 6", {"n_radial": 6}),
+    ("n_radial 5", {"n_radial": 5}),
     ("invariant_radial 4", {"invariant_radial": 4}),
     ("transfer_radial 3", {"transfer_radial": 3}),
     ("gaussian_width 0.6", {"gaussian_width": 0.6}),
-    ("n_radial 8, l_max 4 (the former default)", {"n_radial": 8, "l_max": 4}),
+    ("n_radial 5, l_max 6, body_order 3 (session 4 default)", {"n_radial": 5, "l_max": 6, "body_order": 3}),
 )
 SIZES = (12, 24, 36, 48)
 
@@ -69,8 +70,8 @@ def learning_curves(frames, charges):
     return curves
 
 
-def markdown(variants, curves):
-    lines = [f"Default descriptor: {DescriptorSettings()}", "",
+def markdown(variants, curves, machine):
+    lines = [machine, "", f"Default descriptor: {DescriptorSettings()}", "",
              "Combined kind, ZrO2, 60 structures, one change at a time:", "",
              "| descriptor | CV RMSE Z (e) | training RMSE Z (e) | columns | fit (s) |", "|---|---|---|---|---|"]
     lines += [f"| {label} | {cv:.4f} | {train:.4f} | {columns} | {fit:.0f} |"
@@ -112,11 +113,13 @@ def main():
     parser.add_argument("--output", type=pathlib.Path, default=None, help="markdown table")
     parser.add_argument("--figure", type=pathlib.Path, default=None, help="PNG")
     arguments = parser.parse_args()
+    machine = machine_line()
+    print(machine, flush=True)
     frames, charges = load(arguments.data)
     started = time.perf_counter()
     variants = variant_rows(frames, charges)
     curves = learning_curves(frames, charges)
-    write_report(markdown(variants, curves), started, arguments.output, arguments.figure,
+    write_report(markdown(variants, curves, machine), started, arguments.output, arguments.figure,
                  lambda path: figure(variants, curves, path))
 
 

@@ -54,6 +54,26 @@ def timed(function, *args, repeats=1, **kwargs):
     return best, result
 
 
+def machine_line():
+    """One line naming the machine and its single-thread dgemm speed, so timings can be compared across machines."""
+    import os
+    import platform
+
+    from threadpoolctl import threadpool_limits
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            model = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    a = np.random.default_rng(0).standard_normal((2000, 2000))
+    with threadpool_limits(1, user_api="blas"):
+        seconds, _ = timed(np.matmul, a, a, repeats=3)
+    return (f"Machine: {model}, {os.cpu_count()} cores; dgemm on one thread {2 * 2000**3 / seconds / 1e9:.0f} GFlop/s; "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=pathlib.Path, default=SHARED)
@@ -61,6 +81,7 @@ def main():
     parser.add_argument("--skip-curve", action="store_true", help="only the 60-structure fit and the timings")
     arguments = parser.parse_args()
     frames, charges = load(arguments.data)
+    print(machine_line())
     print(f"{len(frames)} structures of {len(frames[0])} atoms from {arguments.data}")
 
     seconds, model = timed(PolarizationModel().fit, frames, charges)

@@ -96,7 +96,7 @@ def test_wrong_choice_names_the_allowed_values():
     (("spectrum", "bands"), {"bend": [1800, 1400]}, "low < high"),
     (("codes", "options"), "none", "expected a mapping"),
     (("model", "regularization"), "best", "expected a number > 0, or one of 'evidence', 'cv'"),
-    (("model", "body_order"), 4, "one of 2, 3"),
+    (("model", "body_order"), 5, "one of 2, 3, 4"),
 ])
 def test_wrong_type_or_range(path, value, expected):
     raw = copy.deepcopy(MINIMAL)

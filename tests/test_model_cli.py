@@ -76,12 +76,13 @@ def test_fit_kind_auto_and_predict_partition(tmp_path, zro2_outcars, zro2_dir):
     runner = CliRunner()
     model = tmp_path / "auto.npz"
     result = runner.invoke(cli, ["fit", *map(str, zro2_outcars[:5]), "-o", str(model), "--kind", "auto", *SMALL,
-                                 "--transfer-cutoff", "2.6"])
+                                 "--transfer-cutoff", "2.6", "--body-order", "3"])
     assert result.exit_code == 0, result.output
     loaded = PolarizationModel.load(model)
     table = {row["kind"]: row["cv_rmse"] for row in loaded.metrics["kind_selection"]}
     best = min(table, key=table.get)
     assert loaded.fitted_kind == best and f"kind auto: picked {best}" in result.output
+    assert loaded.descriptor.body_order == 3 and best != "dipole"
     assert all(f"{kind} {error:.4f}" in result.output for kind, error in table.items())
     out = tmp_path / "partition.npz"
     poscar = zro2_dir / "POSCAR.3"

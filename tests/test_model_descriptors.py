@@ -1,5 +1,7 @@
 """Exactness of the lambda = 1 descriptors: equivariance, derivatives, invariances, sum rule."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from model_structures import fluorite, rotated, water_dimer
@@ -8,13 +10,18 @@ from aiida_irspec.exceptions import InputError, ModelError
 from aiida_irspec.model.coupling import real_spherical_harmonics, vector_coupling
 from aiida_irspec.model.descriptors import DescriptorSettings, FeatureSpace, structure_descriptors
 
-SETTINGS = DescriptorSettings(cutoff=3.6, n_radial=3, l_max=3, gaussian_width=0.4)
+SETTINGS = DescriptorSettings(cutoff=3.6, n_radial=3, l_max=3, gaussian_width=0.4, body_order=3)
 
 
-@pytest.fixture(scope="module", params=["periodic", "molecule"])
+@pytest.fixture(scope="module", params=[("periodic", 3), ("molecule", 3), ("periodic", 4), ("molecule", 4)],
+                ids=lambda param: f"{param[0]}-body{param[1]}")
 def case(request):
-    atoms = fluorite() if request.param == "periodic" else water_dimer()
-    return atoms, FeatureSpace(SETTINGS, sorted(set(atoms.numbers)))
+    """(atoms, FeatureSpace) of a fluorite cell or a water dimer, with 2+3-body features or also the 4-body
+    products with the modulators."""
+    structure, body_order = request.param
+    atoms = fluorite() if structure == "periodic" else water_dimer()
+    settings = dataclasses.replace(SETTINGS, body_order=body_order)
+    return atoms, FeatureSpace(settings, sorted(set(atoms.numbers)))
 
 
 def test_coupling_only_polar_and_matches_featomic_harmonics():
@@ -81,12 +88,20 @@ def test_translation_permutation_and_sum_rule(case):
 
 
 def test_same_species_two_body_columns_vanish(case):
+    """Unmodulated 2-body columns of equal centre and neighbour species vanish; modulated ones do not (the
+    two atoms of a pair carry different modulators), nor does any other column."""
     atoms, space = case
     zero = space.structural_zero_columns()
     assert zero.sum() == space.n_species * SETTINGS.n_radial
     p, z = space.polarization_design(atoms), space.born_charge_design(atoms)
     assert np.abs(p[:, zero]).max() <= 1e-13 * np.abs(p).max()
     assert np.abs(z[..., zero]).max() <= 1e-13 * np.abs(z).max()
+    labels = space.column_labels()
+    assert len(labels) == space.n_columns
+    modulated = np.array([zu >= 0 and body == 3 and zc == z1 and z2 < 0 for zc, zu, body, _, z1, _, z2, _ in labels])
+    assert modulated.sum() == space.n_modulators * zero.sum()
+    if space.n_modulators:
+        assert np.abs(z[..., modulated]).max() > 1e-3 * np.abs(z).max()
 
 
 def test_contracted_predictions_equal_design_times_weights(case):
@@ -120,7 +135,7 @@ def test_gradients_of_neighbours_in_their_species_channels_sum_to_minus_the_cent
     centres, moved = gradients.pairs.T
     assert np.all(centres != moved) and len(gradients.pairs) > len(atoms)
     for l, (neighbour, own) in enumerate(zip(gradients.neighbour, gradients.own)):
-        total = np.zeros((len(atoms), 2 * l + 1, 3, space.n_species, SETTINGS.n_radial))
+        total = np.zeros((len(atoms), 2 * l + 1, 3, space.n_species, space.settings.n_radial))
         np.add.at(total, (centres, slice(None), slice(None), index[moved]), neighbour)
         np.testing.assert_allclose(total.reshape(own.shape), -own, atol=1e-12 * np.abs(own).max())
 

@@ -140,7 +140,8 @@ SCHEMA = Section(doc="A campaign: sampling MD -> active learning of the polariza
                                       "(Behler-Parrinello)."),
         "cutoff_width": Option("float", DESCRIPTOR.cutoff_width, minimum=0, exclusive_minimum=True,
                                doc="Switching width of the shifted cosine (Angstrom)."),
-        "body_order": Option("int", DESCRIPTOR.body_order, choices=(2, 3), doc="2-body only, or 2+3-body features."),
+        "body_order": Option("int", DESCRIPTOR.body_order, choices=(2, 3, 4),
+                             doc="2-body only, 2+3-body, or also 3-body times the centre's 2-body densities (4-body)."),
         "kind": Option("str", "dipole", choices=KINDS + ("auto",),
                        doc="Learned part: atomic dipoles, conserved charges flowing between neighbours, both, "
                            "or the kind with the lowest cross-validated error."),

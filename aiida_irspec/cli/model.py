@@ -100,6 +100,8 @@ def _metrics_rows(name, metrics):
 @click.option("--cutoff", type=float, default=None, help="Descriptor cutoff in Angstrom.")
 @click.option("--n-radial", type=int, default=None, help="Radial basis functions.")
 @click.option("--l-max", type=int, default=None, help="Largest angular momentum.")
+@click.option("--body-order", type=click.Choice(["2", "3", "4"]), default=None,
+              help="2-body, 2+3-body, or also 3-body times the centre's 2-body densities (default 4).")
 @click.option("--gaussian-width", type=float, default=None, help="Atomic Gaussian width in Angstrom.")
 @click.option("--transfer-cutoff", type=float, default=None, help="Charge-transfer range of the monopole part (A).")
 @click.option("--polarization-weight", type=float, default=10.0, show_default=True,
@@ -107,7 +109,7 @@ def _metrics_rows(name, metrics):
 @click.option("--progress/--no-progress", default=False)
 @user_errors
 def fit(training, output, validation, charges, kind, baseline, basis, n_sparse, regularization, cutoff, n_radial,
-        l_max, gaussian_width, transfer_cutoff, polarization_weight, progress):
+        l_max, body_order, gaussian_width, transfer_cutoff, polarization_weight, progress):
     """Fit a polarization model to Born charges (VASP OUTCAR/vasprun.xml, or extxyz with born_charges)."""
     import dataclasses
     import time
@@ -117,6 +119,7 @@ def fit(training, output, validation, charges, kind, baseline, basis, n_sparse, 
     from aiida_irspec.model.baseline import parse_charges
 
     overrides = {name: value for name, value in dict(cutoff=cutoff, n_radial=n_radial, l_max=l_max,
+                                                       body_order=body_order and int(body_order),
                                                        gaussian_width=gaussian_width,
                                                        transfer_cutoff=transfer_cutoff).items() if value is not None}
     descriptor = dataclasses.replace(DescriptorSettings(), **overrides)

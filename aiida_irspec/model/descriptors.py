@@ -39,19 +39,20 @@ class DescriptorSettings:
     cutoff: radial cutoff; n_radial: number of GTO radial functions; l_max: largest angular channel
     (3-body couplings use l = 0..l_max); gaussian_width: width of the atomic Gaussians;
     cutoff_function: "shifted_cosine" (cosine switching over the last ``cutoff_width``) or "cosine"
-    (Behler-Parrinello, switching over the whole range); body_order: 2 (2-body only) or 3 (2+3-body);
+    (Behler-Parrinello, switching over the whole range); body_order: 2 (2-body only), 3 (2+3-body) or 4
+    (also every 2+3-body feature times the centre's 2-body density of each species, :class:`FeatureSpace`);
     monopole model (:mod:`.monopole`): transfer_cutoff, the range of the charge transfer between
     neighbours; transfer_radial, its number of radial channels per neighbour species; invariant_radial,
     how many of the radial functions (the shortest-ranged) enter its invariant descriptors.
     """
 
     cutoff: float = 7.0
-    n_radial: int = 5
-    l_max: int = 6
+    n_radial: int = 4
+    l_max: int = 4
     gaussian_width: float = 0.5
     cutoff_function: str = "cosine"
     cutoff_width: float = 0.5
-    body_order: int = 3
+    body_order: int = 4
     transfer_cutoff: float = 4.0
     transfer_radial: int = 2
     invariant_radial: int = 3
@@ -64,8 +65,8 @@ class DescriptorSettings:
             raise InputError(f"n_radial, l_max, transfer_radial and invariant_radial must be >= 1: {self}")
         if self.cutoff_function not in CUTOFF_FUNCTIONS:
             raise InputError(f"cutoff_function must be 'shifted_cosine' or 'cosine', not {self.cutoff_function!r}")
-        if self.body_order not in (2, 3):
-            raise InputError(f"body_order must be 2 or 3, not {self.body_order}")
+        if self.body_order not in (2, 3, 4):
+            raise InputError(f"body_order must be 2, 3 or 4, not {self.body_order}")
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -95,7 +96,11 @@ class DensityGradients:
 class FeatureSpace:
     """The lambda = 1 features of a fixed list of species (atomic numbers), and their design blocks.
 
-    Columns are ordered by centre species, then [2-body k] + [3-body (l, k1, k2) for l = 0..l_max-1].
+    Base features ``f(i)`` (2-body k, then 3-body (l, k1, k2) for l = 0..l_max-1). With ``body_order=4``
+    they also come multiplied by modulators ``u_s(i) = c[0][i, 0, (s, 0)]``, the centre's density of each
+    species s in the shortest-ranged radial function (a smooth coordination number), which adds 4-body
+    terms: ``[f(i), u_1(i) f(i), ..., u_S(i) f(i)]``. Columns are ordered by centre species, then modulator
+    (none first), then base feature.
     """
 
     def __init__(self, settings, species):
@@ -114,29 +119,34 @@ class FeatureSpace:
             basis=TensorProduct(max_angular=settings.l_max, radial=Gto(max_radial=settings.n_radial - 1)),
         )
         self.n_k = self.n_species * settings.n_radial
-        self.n_l3 = settings.l_max if settings.body_order == 3 else 0
-        self.n_per_species = self.n_k + self.n_l3 * self.n_k**2
+        self.n_l3 = settings.l_max if settings.body_order >= 3 else 0
+        self.n_base = self.n_k + self.n_l3 * self.n_k**2
+        self.n_modulators = self.n_species if settings.body_order == 4 else 0
+        self.n_per_species = self.n_base * (1 + self.n_modulators)
         self.n_columns = self.n_species * self.n_per_species
         self._couplings = [vector_coupling(l, l + 1) for l in range(self.n_l3)]
 
     # ------------------------------------------------------------------ layout
     def column_labels(self):
-        """One tuple per column: (centre Z, body, l, neighbour Z 1, n1, neighbour Z 2, n2) (-1 when unused)."""
+        """One tuple per column: (centre Z, modulator Z, body, l, neighbour Z 1, n1, neighbour Z 2, n2), -1 when
+        unused (no modulator, no second neighbour); ``body`` counts the modulator's neighbour."""
         n = self.settings.n_radial
         k_labels = [(z, r) for z in self.species for r in range(n)]
         labels = []
         for zc in self.species:
-            labels += [(zc, 2, 1, z, r, -1, -1) for z, r in k_labels]
-            for l in range(self.n_l3):
-                labels += [(zc, 3, l, z1, r1, z2, r2) for z1, r1 in k_labels for z2, r2 in k_labels]
+            for zu in [-1] + self.species[:self.n_modulators]:
+                extra = zu >= 0
+                labels += [(zc, zu, 2 + extra, 1, z, r, -1, -1) for z, r in k_labels]
+                for l in range(self.n_l3):
+                    labels += [(zc, zu, 3 + extra, l, z1, r1, z2, r2) for z1, r1 in k_labels for z2, r2 in k_labels]
         return labels
 
     def structural_zero_columns(self):
-        """Boolean (n_columns,): 2-body columns whose centre and neighbour species are equal.
+        """Boolean (n_columns,): unmodulated 2-body columns whose centre and neighbour species are equal.
 
         Each such pair enters P twice with opposite bond vectors, so the column vanishes identically.
         """
-        return np.array([body == 2 and zc == z1 for zc, body, _, z1, *_ in self.column_labels()])
+        return np.array([zu < 0 and body == 2 and zc == z1 for zc, zu, body, _, z1, *_ in self.column_labels()])
 
     def species_index(self, atoms):
         """Index into ``self.species`` of every atom; ModelError for an unknown species."""
@@ -245,12 +255,27 @@ class FeatureSpace:
     # ------------------------------------------------------------------ features
     def atom_features(self, coefficients):
         """Per-atom features (N, 3, n_per_species) from the coefficients of ``expand``."""
-        c = coefficients
+        base = self._base_features(coefficients)
+        return (self._multipliers(coefficients)[:, None, :, None] * base[:, :, None, :]).reshape(len(base), 3, -1)
+
+    def _base_features(self, c):
+        """The unmodulated features f (N, 3, n_base)."""
         blocks = [c[1][:, XYZ_FROM_M, :]]
         for l, coupling in enumerate(self._couplings):
             t = np.einsum("mna,inq->imaq", coupling, c[l + 1])
             blocks.append(np.einsum("imk,imaq->iakq", c[l], t).reshape(len(c[0]), 3, -1))
         return np.concatenate(blocks, axis=2)
+
+    def _modulator_gradients(self, gradients):
+        """Position gradients of the modulators (per Angstrom): ``d u_s(j)(i) / d x_{j, b}`` by the neighbour j of
+        every pair (P, 3) (only the modulator of j's species moves), and ``d u_t(i) / d x_{i, b}`` (N, 3, t)."""
+        n_radial = self.settings.n_radial
+        return gradients.neighbour[0][:, 0, :, 0], gradients.own[0][:, 0, :, ::n_radial][:, :, :self.n_modulators]
+
+    def _multipliers(self, c):
+        """(N, 1 + n_modulators): 1, then the modulators ``u_s(i) = c[0][i, 0, (s, 0)]``."""
+        u = c[0][:, 0, ::self.settings.n_radial][:, :self.n_modulators]
+        return np.concatenate([np.ones((len(u), 1)), u], axis=1)
 
     def polarization_design(self, atoms, coefficients=None):
         """Design block of P: (3, n_columns), ``A[a, (s, k)] = sum_{i in s} f_k^a(i)``."""
@@ -264,11 +289,14 @@ class FeatureSpace:
         return design.reshape(3, -1)
 
     def born_charge_design(self, atoms, expansion=None):
-        """Design block of Z: (N, 3, 3, n_columns), ``A[j, a, b, (s, k)] = sum_{i in s} d f_k^a(i) / d x_{j,b}``."""
+        """Design block of Z: (N, 3, 3, n_columns), ``A[j, a, b, (s, k)] = sum_{i in s} d f_k^a(i) / d x_{j,b}``
+        (for modulated columns, of ``u(i) f_k^a(i)``)."""
         index = self.species_index(atoms)
         c, gradients = expansion if expansion is not None else self.expand(atoms, gradients=True)
         n_atoms, n_species, n_radial, n_k = len(atoms), self.n_species, self.settings.n_radial, self.n_k
-        design = np.zeros((n_atoms, 3, 3, n_species, self.n_per_species))
+        n_u = 1 + self.n_modulators
+        design = np.zeros((n_atoms, 3, 3, n_species, n_u, self.n_base))
+        multipliers = self._multipliers(c)  # (N, U)
         centres, moved = gradients.pairs.T
         segments = species_segments(index[centres], moved, n_species, n_atoms)
         atom = np.arange(n_atoms)
@@ -276,28 +304,38 @@ class FeatureSpace:
             partners = self._gradient_partners(c, l)
             if not partners:
                 continue
-            # everything that multiplies d c[l] in the features of atom i, side by side: (N, m, X)
+            # everything that multiplies d c[l] in the features of atom i, side by side, times each multiplier of
+            # atom i: (N, m, (U, X))
             other = np.concatenate([partner.reshape(n_atoms, 2 * l + 1, -1) for *_, partner in partners], axis=2)
-            # [s, j, X, b, k] = sum_{i in s} sum_m other[i, m, X] d c[l][i, m, k] / d x_{j, b}
+            other = (multipliers[:, None, :, None] * other[:, :, None, :]).reshape(n_atoms, 2 * l + 1, -1)
+            # [s, j, (U, X), b, k] = sum_{i in s} sum_m other[i, m, (U, X)] d c[l][i, m, k] / d x_{j, b}
             contracted = np.zeros((n_species, n_atoms, other.shape[2], 3, n_species, n_radial))
             for s, rows, starts in segments:  # the neighbours j != i, in the channels of j's species
-                out = segment_contract(other[centres[rows]], neighbour[rows], starts)  # (N, X, (b, n))
+                out = segment_contract(other[centres[rows]], neighbour[rows], starts)  # (N, (U, X), (b, n))
                 contracted[s, atom, :, :, index] = out.reshape(n_atoms, -1, 3, n_radial)
             # the centre itself, every channel
-            own = np.matmul(other.transpose(0, 2, 1), own.reshape(n_atoms, 2 * l + 1, -1))  # (N, X, (b, K))
+            own = np.matmul(other.transpose(0, 2, 1), own.reshape(n_atoms, 2 * l + 1, -1))  # (N, (U, X), (b, K))
             contracted[index, atom] += own.reshape(n_atoms, -1, 3, n_species, n_radial)
             for s in range(n_species):
-                out = contracted[s].reshape(n_atoms, -1, 3 * n_k)
+                out = contracted[s].reshape(n_atoms, n_u, -1, 3 * n_k)
                 column = 0
                 for first, grad_first, partner in partners:
                     width = partner.shape[3]
-                    block = out[:, column:column + 3 * width].reshape(n_atoms, 3, width, 3, n_k)  # (N, a, k', b, k)
+                    block = out[:, :, column:column + 3 * width].reshape(n_atoms, n_u, 3, width, 3, n_k)
                     column += 3 * width
-                    target = design[:, :, :, s, first:first + width * n_k]
-                    if grad_first:  # (N, a, b, k, k')
-                        target.reshape(n_atoms, 3, 3, n_k, width)[:] += block.transpose(0, 1, 3, 4, 2)
-                    else:  # (N, a, b, k', k)
-                        target.reshape(n_atoms, 3, 3, width, n_k)[:] += block.transpose(0, 1, 3, 2, 4)
+                    target = design[:, :, :, s, :, first:first + width * n_k]  # (N, a, b, U, .)
+                    if grad_first:  # (N, a, b, U, k, k')
+                        target.reshape(n_atoms, 3, 3, n_u, n_k, width)[:] += block.transpose(0, 2, 4, 1, 5, 3)
+                    else:  # (N, a, b, U, k', k)
+                        target.reshape(n_atoms, 3, 3, n_u, width, n_k)[:] += block.transpose(0, 2, 4, 1, 3, 5)
+        if self.n_modulators:  # the modulators move: f_k^a(i) d u_t(i) / d x_{j, b}
+            base = self._base_features(c)  # (N, a, F)
+            by_neighbour, by_itself = self._modulator_gradients(gradients)
+            for s, rows, starts in segments:  # u_t(i) moves with the neighbours j of species t: column t = s(j)
+                out = segment_contract(base[centres[rows]].reshape(-1, 1, 3 * self.n_base), by_neighbour[rows, None],
+                                       starts)  # (N, (a, F), b)
+                design[atom, :, :, s, 1 + index] += out.reshape(n_atoms, 3, self.n_base, 3).transpose(0, 1, 3, 2)
+            design[atom, :, :, index, 1:] += np.einsum("iaf,ibt->iabtf", base, by_itself)
         return design.reshape(n_atoms, 3, 3, -1)
 
     def _gradient_partners(self, c, l):
@@ -325,10 +363,11 @@ class FeatureSpace:
         """Per-atom contractions with weights (n_species, n_per_species).
 
         Returns (w2 (N, K), [V_l (N, 2l+1, 3, K) for term d c[l]], [U_l (N, 2l+3, 3, K) for term d c[l+1]]),
-        with ``V_l[i, m1, a, k1] = sum_{m2 k2} C[m1, m2, a] W[k1, k2] c[l+1][i, m2, k2]`` and ``U_l`` alike.
+        with ``V_l[i, m1, a, k1] = sum_{m2 k2} C[m1, m2, a] W[k1, k2] c[l+1][i, m2, k2]`` and ``U_l`` alike;
+        W are the atom's effective weights ``sum_t mult_t(i) W_t`` of its base features (modulators held fixed).
         """
         c, n_k = coefficients, self.n_k
-        w = weights[index]  # (N, F)
+        w = np.einsum("it,itf->if", self._multipliers(c), weights[index].reshape(len(index), -1, self.n_base))
         v_list, u_list = [], []
         for l, coupling in enumerate(self._couplings):
             lo = n_k + l * n_k**2
@@ -362,6 +401,12 @@ class FeatureSpace:
             near = x.reshape(n_atoms, 2 * l + 1, 3, n_species, n_radial)[centres, :, :, index[moved]]  # (P, m, a, n)
             per_pair += np.einsum("pmbn,pman->pba", gradients.neighbour[l], near, optimize=True)
             z += np.einsum("imbk,imak->iab", gradients.own[l], x, optimize=True)
+        if self.n_modulators:  # the modulators move: sum_t (f(i) . W_t) d u_t(i) / d x_{j, b}, t = s(j) for j != i
+            dipoles = np.einsum("iaf,itf->ita", self._base_features(c),
+                                weights[index].reshape(n_atoms, -1, self.n_base)[:, 1:])  # (N, t, a)
+            by_neighbour, by_itself = self._modulator_gradients(gradients)
+            per_pair += np.einsum("pb,pa->pba", by_neighbour, dipoles[centres, index[moved]])
+            z += np.einsum("ita,ibt->iab", dipoles, by_itself)
         z += (reduction_matrix(moved, n_atoms) @ per_pair.reshape(-1, 9)).reshape(n_atoms, 3, 3).transpose(0, 2, 1)
         return z
 

@@ -43,7 +43,7 @@ class ChargeTransferSpace:
         n_k = len(self._keep)
         self._upper = np.triu_indices(n_k)
         self.n_power = len(self._upper[0])
-        self.n_l = settings.l_max + 1 if settings.body_order == 3 else 0
+        self.n_l = settings.l_max + 1 if settings.body_order >= 3 else 0
         self.n_invariants = 1 + n_k + self.n_l * self.n_power
         self.n_per_species = self.n_channels * self.n_invariants
         self.n_columns = density.n_species * self.n_per_species
