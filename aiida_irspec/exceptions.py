@@ -10,6 +10,17 @@ DAMAGED_NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, NotImplementedErr
                       MemoryError, tokenize.TokenError, zipfile.BadZipFile, zlib.error)  # numpy parses headers
 
 
+def open_npz(source):
+    """``numpy.load`` of an ``.npz`` archive (path or binary handle), pickles refused; ValueError (one of
+    DAMAGED_NPZ_ERRORS) when the bytes are a single ``.npy`` array instead, e.g. an archive cut at its front."""
+    import numpy as np
+
+    data = np.load(source, allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError("a single .npy array, not an .npz archive")
+    return data
+
+
 class IrspecError(Exception):
     """Base class of every error that is the user's input, not a bug."""
 

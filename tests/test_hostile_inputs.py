@@ -135,6 +135,20 @@ def test_truncated_model_file(files, tmp_path):
             says="not an aiida-irspec polarization model file")
 
 
+def test_archives_cut_at_their_front_are_refused(files, tmp_path):
+    """An .npz archive that lost the bytes before its first member reads as a bare .npy array to numpy: the
+    model and trajectory readers refuse it with a message instead of a TypeError."""
+    with np.load(files / "trajectory.npz") as trajectory:  # stored compressed: an uncompressed copy to cut
+        np.savez(tmp_path / "trajectory.npz", **trajectory)
+    for source, arguments in ((files / "model.npz", lambda cut: (cut, files / "trajectory.npz")),
+                              (tmp_path / "trajectory.npz", lambda cut: (files / "model.npz", cut))):
+        data = source.read_bytes()
+        cut = tmp_path / f"cut-{source.name}"
+        cut.write_bytes(data[data.index(b"\x93NUMPY"):])
+        assert isinstance(np.load(cut), np.ndarray)  # what numpy makes of it
+        refused("pdot", *arguments(cut), "-o", tmp_path / "o.npz", says="a single .npy array")
+
+
 # ---- a trajectory whose atoms jump across the cell ----------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pathlib
 
 import numpy as np
 
-from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, InputError, MalformedFileError
+from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, InputError, MalformedFileError, open_npz
 
 ROUTES = ("velocity", "polarization")
 REQUIRED_NPZ = ("times", "positions", "cells", "numbers")
@@ -51,7 +51,7 @@ def read_trajectory(path, timestep=None):
         raise InputError(f"trajectory file not found: {path}")
     if path.suffix == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with open_npz(path) as data:
                 arrays = {name: data[name] for name in data.files}
         except DAMAGED_NPZ_ERRORS as error:
             raise MalformedFileError(path, None, "an npz trajectory", str(error)) from None

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, InputError, ModelError
+from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, InputError, ModelError, open_npz
 from aiida_irspec.model import baseline as baseline_charges
 from aiida_irspec.model.descriptors import DescriptorSettings
 from aiida_irspec.model.kinds import KINDS, ModelSpace
@@ -414,7 +414,7 @@ class PolarizationModel:
     def load(cls, path):
         """Read a file written by :meth:`save`; ModelError for anything else or another format version."""
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with open_npz(path) as data:
                 header = json.loads(str(data["header"]))
                 arrays = {name: data[name] for name in data.files if name != "header"}
         except DAMAGED_NPZ_ERRORS as error:

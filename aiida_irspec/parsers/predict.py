@@ -6,7 +6,7 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from aiida_irspec.calculations.predict import OUTPUT_FILE
-from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS
+from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, open_npz
 
 UNITS = {"times": "fs", "pdot": "|e| Angstrom/fs", "polarization": "|e| Angstrom"}
 
@@ -21,7 +21,7 @@ class PredictPdotParser(Parser):
             return scheduler_exit or self.exit_codes.ERROR_MISSING_OUTPUT
         try:
             with self.retrieved.base.repository.open(OUTPUT_FILE, "rb") as handle:
-                with np.load(handle, allow_pickle=False) as data:
+                with open_npz(handle) as data:
                     arrays = {name: data[name] for name in data.files}
             series = [name for name in ("pdot", "polarization") if name in arrays]
             if "times" not in arrays or len(series) != 1:

@@ -12,7 +12,7 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from aiida_irspec.engines import jobs
-from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS
+from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, open_npz
 
 TRAJECTORY_UNITS = {"positions": "Angstrom (unwrapped)", "cells": "Angstrom", "times": "fs",
                     "velocities": "Angstrom/fs", "potential_energy": "eV", "kinetic_energy": "eV",
@@ -68,7 +68,7 @@ class TbliteParser(Parser):
             return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=self.output_file)
         try:
             with self.retrieved.base.repository.open(self.output_file, "rb") as handle:
-                with np.load(handle, allow_pickle=False) as data:
+                with open_npz(handle) as data:
                     arrays = {name: data[name] for name in data.files}
             nodes = self._nodes(arrays, summary)
         except DAMAGED_NPZ_ERRORS as error:
