@@ -88,8 +88,8 @@ def test_translation_permutation_and_sum_rule(case):
 
 
 def test_same_species_two_body_columns_vanish(case):
-    """Unmodulated 2-body columns of equal centre and neighbour species vanish; modulated ones do not (the
-    two atoms of a pair carry different modulators), nor does any other column."""
+    """Unmodulated 2-body columns of equal centre and neighbour species vanish; their modulated copies do not
+    (the two atoms of a pair carry different modulators)."""
     atoms, space = case
     zero = space.structural_zero_columns()
     assert zero.sum() == space.n_species * SETTINGS.n_radial

@@ -122,6 +122,7 @@ class FeatureSpace:
         self.n_l3 = settings.l_max if settings.body_order >= 3 else 0
         self.n_base = self.n_k + self.n_l3 * self.n_k**2
         self.n_modulators = self.n_species if settings.body_order == 4 else 0
+        self._modulator_channels = np.arange(self.n_modulators) * settings.n_radial  # k = (s, n = 0) of every s
         self.n_per_species = self.n_base * (1 + self.n_modulators)
         self.n_columns = self.n_species * self.n_per_species
         self._couplings = [vector_coupling(l, l + 1) for l in range(self.n_l3)]
@@ -269,12 +270,11 @@ class FeatureSpace:
     def _modulator_gradients(self, gradients):
         """Position gradients of the modulators (per Angstrom): ``d u_s(j)(i) / d x_{j, b}`` by the neighbour j of
         every pair (P, 3) (only the modulator of j's species moves), and ``d u_t(i) / d x_{i, b}`` (N, 3, t)."""
-        n_radial = self.settings.n_radial
-        return gradients.neighbour[0][:, 0, :, 0], gradients.own[0][:, 0, :, ::n_radial][:, :, :self.n_modulators]
+        return gradients.neighbour[0][:, 0, :, 0], gradients.own[0][:, 0][:, :, self._modulator_channels]
 
     def _multipliers(self, c):
         """(N, 1 + n_modulators): 1, then the modulators ``u_s(i) = c[0][i, 0, (s, 0)]``."""
-        u = c[0][:, 0, ::self.settings.n_radial][:, :self.n_modulators]
+        u = c[0][:, 0, self._modulator_channels]
         return np.concatenate([np.ones((len(u), 1)), u], axis=1)
 
     def polarization_design(self, atoms, coefficients=None):
