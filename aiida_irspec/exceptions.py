@@ -57,3 +57,17 @@ class EngineError(IrspecError):
     """An engine's calculation failed (e.g. the SCF did not converge, or the MD blew up)."""
 
     exit_code = 12
+
+
+class OutputError(IrspecError):
+    """An output file cannot be written there: its folder is missing, read-only or full, it is a directory,
+    a device or one of the command's own inputs (checked before the work starts where possible)."""
+
+    exit_code = 14
+
+
+class ResourceError(InputError):
+    """The job would need more memory (or time) than its documented limit: refused before allocating, with
+    the estimate."""
+
+    exit_code = 15
