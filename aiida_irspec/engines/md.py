@@ -5,7 +5,9 @@ in Angstrom/fs, energies in eV, temperatures in K, friction in 1/ps, dipoles in 
 
 The centre of mass is held fixed (``ase.constraints.FixCom``), so the temperature counts 3N - 3 degrees
 of freedom. Runs are reproducible bit for bit for a given seed (the same random generator draws the
-initial velocities and the Langevin noise) on the same machine and thread count.
+initial velocities and the Langevin noise) on the same machine and installation, provided the calculator is
+deterministic; the tblite calculator of :func:`aiida_irspec.engines.tblite.make_calculator` is, whatever
+the thread variables say (it calculates on one OpenMP thread).
 
 NVE runs check energy conservation (:func:`energy_drift`): when the total energy drifts (relative to the
 mean kinetic energy, per ps) or scatters more than a threshold, the result carries

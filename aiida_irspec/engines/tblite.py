@@ -11,7 +11,15 @@ Every dipole (and every field-route force) comes from a fresh SCF started from t
 densities: restarting from the previous displacement's density leaves a hysteresis of the SCF tolerance in
 the finite differences (measured on a water molecule: sum-rule violation 3e-3 |e| with restarts, 1e-6 |e|
 without).
+
+Every tblite calculation runs on one OpenMP thread, whatever ``OMP_NUM_THREADS`` says: tblite's OpenMP
+reductions are summed in a different order on every run with two threads or more, so two MD runs from the
+same seed diverge (measured with tblite 0.8.0, OMP_NUM_THREADS=2). On one thread every result is
+bit-reproducible; for molecules and clusters of a few dozen atoms it is also the faster setting (water
+dimer forces: 2 ms on one thread, 29 ms on two, on the 2-core development machine at load average 3).
 """
+
+import functools
 
 import numpy as np
 
@@ -24,7 +32,7 @@ ROUTES = ("displacement", "field")
 
 def make_calculator(method="GFN2-xTB", charge=0, multiplicity=1, accuracy=1.0, electronic_temperature=300.0,
                     max_iterations=250):
-    """A quiet tblite ASE calculator (``tblite.ase.TBLite``, verbosity 0).
+    """A quiet tblite ASE calculator (``tblite.ase.TBLite``, verbosity 0) that calculates on one OpenMP thread.
 
     :param method: ``"GFN2-xTB"`` (default), ``"GFN1-xTB"`` or ``"IPEA1-xTB"``.
     :param charge: total charge in |e|.
@@ -33,11 +41,42 @@ def make_calculator(method="GFN2-xTB", charge=0, multiplicity=1, accuracy=1.0, e
     :param electronic_temperature: Fermi smearing temperature in K.
     :param max_iterations: SCF iteration limit; a run that does not converge raises from the calculator.
     """
+    _check_settings(method, charge, multiplicity, accuracy)
+    return _one_thread_calculator_class()(method=method, charge=charge, multiplicity=multiplicity,
+                                          accuracy=accuracy, electronic_temperature=electronic_temperature,
+                                          max_iterations=max_iterations, verbosity=0)
+
+
+def one_openmp_thread():
+    """Context manager: OpenMP libraries (tblite's) on one thread in the calling thread, restored on exit.
+
+    Works whatever ``OMP_NUM_THREADS`` is and however many threads the caller set; costs about 10 us.
+    """
+    return _openmp_controller().limit(limits=1, user_api="openmp")
+
+
+@functools.cache
+def _openmp_controller():
+    """threadpoolctl's view of the loaded thread pools, taken once tblite's library (and its OpenMP) is loaded."""
+    import tblite.interface  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+@functools.cache
+def _one_thread_calculator_class():
+    """``tblite.ase.TBLite`` whose every calculation runs on one OpenMP thread (imported on first use)."""
     from tblite.ase import TBLite
 
-    _check_settings(method, charge, multiplicity, accuracy)
-    return TBLite(method=method, charge=charge, multiplicity=multiplicity, accuracy=accuracy,
-                  electronic_temperature=electronic_temperature, max_iterations=max_iterations, verbosity=0)
+    class OneThreadTBLite(TBLite):
+        """tblite's ASE calculator, each calculation on one OpenMP thread (bit-reproducible)."""
+
+        def calculate(self, *args, **kwargs):
+            with one_openmp_thread():
+                super().calculate(*args, **kwargs)
+
+    return OneThreadTBLite
 
 
 def dipole(atoms, method="GFN2-xTB", charge=0, multiplicity=1, accuracy=1.0):
@@ -133,7 +172,8 @@ def _singlepoint(numbers, positions, method, charge, multiplicity, accuracy, fie
             # with a TypeError), so hand it a C view of a contiguous array; the array must outlive the call.
             field_au = np.ascontiguousarray(np.asarray(field, dtype=float) * units.BOHR_ANGSTROM / units.HARTREE_EV)
             calculator.add("electric-field", ffi.from_buffer("double[]", field_au))
-        result = calculator.singlepoint()
+        with one_openmp_thread():
+            result = calculator.singlepoint()
     except RuntimeError as error:
         raise EngineError(f"tblite {method} failed: {error}") from error
     return {
