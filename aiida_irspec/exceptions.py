@@ -21,6 +21,19 @@ def open_npz(source):
     return data
 
 
+def require_finite(arrays, what, error=None):
+    """Raise ``error`` (an exception class; InputError by default) naming the first of ``arrays`` (name ->
+    array-like) that holds NaN or infinite values, and the first row (frame) where it does."""
+    import numpy as np
+
+    for name, array in arrays.items():
+        array = np.asarray(array)
+        if np.issubdtype(array.dtype, np.number) and not np.all(np.isfinite(array)):
+            rows = np.isfinite(array).reshape(len(array), -1).all(axis=1) if array.ndim else np.array([False])
+            raise (error or InputError)(f"{what}: {name} holds NaN or infinite values (first in row "
+                                        f"{int(np.argmin(rows))}); nothing written")
+
+
 class IrspecError(Exception):
     """Base class of every error that is the user's input, not a bug."""
 
@@ -64,6 +77,11 @@ class OutputError(IrspecError):
     a device or one of the command's own inputs (checked before the work starts where possible)."""
 
     exit_code = 14
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an exception (by the command line's handler), so that whatever is being written is
+    cleaned up as on Ctrl-C; exit code 143 (128 + 15)."""
 
 
 class ResourceError(InputError):

@@ -127,7 +127,9 @@ def savefig(figure, path, **savefig_options):
         figure.savefig(handle, format=figure_format(path), **savefig_options)
 
 
-def _same_file(first, second):
+def same_file(first, second):
+    """True when two paths name the same file (``os.path.samefile``: links count) or, when one does not
+    exist yet, resolve to the same path."""
     try:
         return os.path.samefile(first, second)
     except OSError:  # one does not exist (yet): equal only when they resolve to the same path
@@ -156,7 +158,7 @@ def check_output(path, inputs=(), option="--output"):
         if not os.access(target, os.W_OK):
             raise OutputError(f"{option} {text}: the existing file is not writable")
     for given in inputs:
-        if given is not None and _same_file(text, os.fspath(given)):
+        if given is not None and same_file(text, os.fspath(given)):
             raise OutputError(f"{option} {text}: is one of the command's inputs; it would be overwritten")
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
@@ -185,7 +187,7 @@ def check_outputs(outputs, inputs=()):
             continue
         check_output(path, inputs, option)
         for other_option, other in seen:
-            if _same_file(path, other):
+            if same_file(path, other):
                 raise OutputError(f"{option} and {other_option} are the same file {os.fspath(path)}")
         seen.append((option, path))
 

@@ -215,10 +215,10 @@ def run_file(tmp_path_factory):
     ("--volume", "-3", "volume (A^3) must be a positive number"),
     ("--volume", "inf", "volume (A^3) must be a positive number"),
     ("--molecules", "0", "number of molecules must be a positive number"),
-    ("--dt", "0", "--dt must be positive"),
-    ("--dt", "-1", "--dt must be positive"),
-    ("--dt", "nan", "time step dt (fs) must be a positive number"),
-    ("--dt", "inf", "time step dt (fs) must be a positive number"),
+    ("--dt", "0", "--dt must be a positive number of fs"),
+    ("--dt", "-1", "--dt must be a positive number of fs"),
+    ("--dt", "nan", "--dt must be a positive number of fs"),
+    ("--dt", "inf", "--dt must be a positive number of fs"),
     ("--stride", "0", "--stride at least 1"),
 ])
 def test_spectrum_refuses_non_physical_numbers(run_file, tmp_path, option, value, says):

@@ -1,9 +1,12 @@
 """``aiida-irspec engine``: file-based tblite jobs (what the tblite CalcJobs run on a compute node).
 
-Exit codes: 0 success; 2 bad input (missing or malformed structure or settings, bad values);
-11 periodic cell refused (dipoles and Born charges need a molecule or cluster); 12 the engine failed
-(SCF not converged, MD diverged); 13 the NVE energy drift is too large (the trajectory is still written).
-A JSON summary is written in every case.
+Exit codes: 0 success; 2 bad input (missing or malformed structure or settings, bad values, a setting
+beyond its limit); 11 periodic cell refused (dipoles and Born charges need a molecule or cluster); 12 the
+engine failed (SCF not converged, MD diverged, atoms closer than 0.5 Angstrom, a NaN in a result);
+13 the NVE energy drift is too large (the trajectory is still written); 14 an output cannot be written
+(checked before the engine starts); 15 the trajectory would need more memory than the limit; 130 / 143
+stopped by SIGINT / SIGTERM. A JSON summary is written in every case (atomically, as every output),
+unless its own path cannot be written (exit code 14, checked first).
 """
 
 import click
@@ -41,6 +44,7 @@ def born_charges(structure, settings, output, summary):
     """
     from aiida_irspec.engines.jobs import run_born_charges_job
 
+    _check_summary(summary, output, structure, settings)
     _report(run_born_charges_job(structure, settings, output=output, summary=summary), summary)
 
 
@@ -64,8 +68,20 @@ def md(structure, settings, velocities, output, summary, progress):
     """
     from aiida_irspec.engines.jobs import run_md_job
 
+    _check_summary(summary, output, structure, settings, velocities)
     _report(run_md_job(structure, settings, velocities, output=output, summary=summary, progress=progress),
             summary)
+
+
+def _check_summary(summary, output, *inputs):
+    """OutputError (exit 14) before any work when the summary cannot be written there, is one of the inputs or
+    is the output file too (the job itself checks the output and says so in the summary)."""
+    from aiida_irspec.exceptions import OutputError
+    from aiida_irspec.files import check_output, same_file
+
+    check_output(summary, inputs=inputs, option="--summary")
+    if output is not None and same_file(summary, output):
+        raise OutputError(f"--summary and --output are the same file {summary}")
 
 
 def _report(error, summary):

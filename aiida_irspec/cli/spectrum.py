@@ -1,8 +1,15 @@
-"""``aiida-irspec spectrum``: Green-Kubo IR spectrum with a confidence band from npz runs (no AiiDA profile)."""
+"""``aiida-irspec spectrum``: Green-Kubo IR spectrum with a confidence band from npz runs (no AiiDA profile).
+
+Exit codes: 0 success; 2 bad input (a run that is not a finite (steps, 3) series; stored ``times`` whose
+spacing is not ``--dt`` x ``--stride``; stored atoms that ``--molecules`` does not divide; a stored cell
+volume that ``--volume`` contradicts; a non-physical number); 14 an output (``-o``, ``--plot``) cannot
+be written (checked before any work; a previous file is kept); 15 the spectrum or its bootstrap would need
+more memory than the limit; 130 / 143 stopped by SIGINT / SIGTERM.
+"""
 
 import click
 
-from aiida_irspec.cli.utils import format_table, user_errors
+from aiida_irspec.cli.utils import InputFile, format_table, user_errors
 
 QUANTUM = ("none", "harmonic", "standard", "schofield")
 
@@ -20,7 +27,7 @@ def parse_band(text):
 
 
 @click.command("spectrum")
-@click.argument("runs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("runs", nargs=-1, required=True, type=InputFile())
 @click.option("--dt", type=float, required=True, help="MD time step in fs.")
 @click.option("--stride", type=int, default=1, show_default=True, help="MD steps between stored samples.")
 @click.option("--temperature", type=float, required=True, help="Temperature in K (the beta of eq. 5).")
@@ -37,12 +44,13 @@ def parse_band(text):
               help="Quantum correction factor; none is eq. 5 as written.")
 @click.option("--max-frequency", "max_frequency_cm1", type=float,
               help="Write wavenumbers up to this (cm^-1) only [default: up to Nyquist].")
-@click.option("--bootstrap", type=int, default=0, show_default=True, help="Bootstrap resamples for a percentile band.")
-@click.option("--seed", type=int, help="Seed of the bootstrap.")
+@click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Bootstrap resamples for a percentile band.")
+@click.option("--seed", type=click.IntRange(min=0), help="Seed of the bootstrap.")
 @click.option("--band", "bands", multiple=True, help="Named band NAME=LO:HI (cm^-1) to summarise; repeatable.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output CSV.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also plot the spectrum with its band (PNG, SVG, PDF).")
-@click.option("--experiment", type=click.Path(exists=True, dir_okay=False),
+@click.option("--experiment", type=InputFile(),
               help="Experimental curve (CSV: cm^-1, intensity) to overlay on the plot, scaled to the maximum.")
 @click.option("--xlim", type=float, nargs=2, help="Plot range LO HI in cm^-1.")
 @click.option("--label", help="Legend label of the spectrum in the plot.")
@@ -51,13 +59,21 @@ def spectrum(runs, dt, stride, temperature, volume, molecules, window, width_cm1
              quantum_correction, max_frequency_cm1, bootstrap, seed, bands, output, plot, experiment, xlim, label):
     """IR spectrum of RUNS (npz files holding `pdot` (steps, 3) in |e| A/fs or `polarization` (steps, 3) in
     |e| A; several files are independent runs) by the Green-Kubo formula, averaged with a +-2 standard-error
-    band, written as CSV (and optionally plotted)."""
+    band, written as CSV (and optionally plotted).
+
+    What a run file stores besides its series is checked against the options: `times` (fs) must be spaced
+    by --dt x --stride, `numbers` (the atoms) must split into --molecules equal molecules, and `volume`
+    (A^3, periodic runs) must agree with --volume to 1%."""
+    import math
     import warnings
 
     import numpy as np
 
     from aiida_irspec.exceptions import InputError
+    from aiida_irspec.files import check_outputs, figure_format
+    from aiida_irspec.resources import check_memory
     from aiida_irspec.spectra import average_spectra, green_kubo_spectrum
+    from aiida_irspec.spectra.averaging import BOOTSTRAP_CHUNK
     from aiida_irspec.spectra.green_kubo import (
         default_max_correlation_fs,
         pdot_from_polarization,
@@ -67,14 +83,17 @@ def spectrum(runs, dt, stride, temperature, volume, molecules, window, width_cm1
 
     if (volume is None) == (molecules is None):
         raise InputError("give exactly one of --volume (A^3, periodic cells) and --molecules (molecules, clusters)")
-    if stride < 1 or dt <= 0:
-        raise InputError("--dt must be positive and --stride at least 1")
+    if stride < 1 or not (math.isfinite(dt) and dt > 0):
+        raise InputError(f"--dt must be a positive number of fs (got {dt}) and --stride at least 1 (got {stride})")
+    check_outputs([("--output", output), ("--plot", plot)], inputs=[*runs, experiment])
+    if plot:
+        figure_format(plot)
     band_map = dict(parse_band(text) for text in bands)
     interval = dt * stride
 
     series = []
     for k, path in enumerate(runs, start=1):
-        kind, array = read_run(path)
+        kind, array = read_run(path, interval=interval, molecules=molecules, volume=volume)
         pdot = array if kind == "pdot" else pdot_from_polarization(array, interval)
         series.append((kind, pdot))
         click.echo(f"read run {k}/{len(runs)}: {path} ({kind}, {array.shape[0]} samples)", err=True)
@@ -82,6 +101,17 @@ def spectrum(runs, dt, stride, temperature, volume, molecules, window, width_cm1
     if max_correlation_fs is None:  # one grid for all runs: the default of the shortest
         shortest = min(pdot.shape[0] for _, pdot in series)
         max_correlation_fs = default_max_correlation_fs(shortest, interval, window, width_fs_resolved)
+    # memory, in 8-byte numbers: the FFT of the longest run (3 complex columns, padded to twice its length),
+    # four arrays per run on the spectrum grid, and the bootstrap's resampled means (one block at a time)
+    longest = max(pdot.shape[0] for _, pdot in series)
+    lags = longest
+    if math.isfinite(max_correlation_fs) and max_correlation_fs > 0:
+        lags = min(longest, int(max_correlation_fs / interval) + 2)
+    grid = 2 * lags + 2
+    numbers = 24 * longest + 4 * len(series) * grid + bootstrap * (2 * min(grid, BOOTSTRAP_CHUNK) + len(series))
+    check_memory(8 * numbers, f"the spectrum of {len(series)} runs of up to {longest} samples"
+                 + (f" with {bootstrap} bootstrap resamples" if bootstrap else ""),
+                 "fewer bootstrap resamples or a shorter --max-correlation")
 
     spectra = []
     for k, (kind, pdot) in enumerate(series, start=1):
@@ -97,6 +127,9 @@ def spectrum(runs, dt, stride, temperature, volume, molecules, window, width_cm1
         click.echo(f"Warning: {note}", err=True)
     averaged = average_spectra(spectra, bootstrap=bootstrap, seed=seed)
     averaged.settings["inputs"] = [str(path) for path in runs]
+    if not np.all(np.isfinite(averaged.runs)):  # the stderr of one run is NaN by design
+        raise InputError("the spectrum holds NaN or infinite values (overflow: are the runs' values in |e| A/fs "
+                         "and |e| A?); nothing written")
     averaged.to_csv(output, bands=band_map)
     click.echo(f"wrote {output}: {averaged.n_runs} runs, {averaged.frequency_cm1.size} wavenumbers up to "
                f"{averaged.frequency_cm1[-1]:.0f} cm^-1, absorption in {averaged.unit}")

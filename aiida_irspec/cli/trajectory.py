@@ -1,19 +1,22 @@
 """``aiida-irspec pdot``: dP/dt (or P) of a polarization model along a trajectory file.
 
 This is what the ``irspec.predict_pdot`` CalcJob runs on the computer where the trajectory is stored.
-Exit codes: 0 success; 2 bad input (missing or malformed file, model that does not know the species).
+Exit codes: 0 success; 2 bad input (missing or malformed file, model that does not know the species, a
+prediction that is not finite); 14 the output cannot be written (checked before any work; a previous file
+is kept); 130 / 143 stopped by SIGINT / SIGTERM.
 """
 
 import click
 
-from aiida_irspec.cli.utils import user_errors
+from aiida_irspec.cli.utils import InputFile, user_errors
 
 
 @click.command("pdot")
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("trajectory", type=click.Path(dir_okay=False))
+@click.argument("model", type=InputFile())
+@click.argument("trajectory", type=InputFile())
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="pdot.npz", show_default=True,
-              help="npz with times (fs) and pdot (|e| A/fs) or polarization (|e| A).")
+              help="npz with times (fs) and pdot (|e| A/fs) or polarization (|e| A), numbers (the atoms) and, "
+                   "for periodic cells, volume (mean, A^3): `spectrum` checks its options against them.")
 @click.option("--route", type=click.Choice(["velocity", "polarization"]), default="velocity", show_default=True,
               help="dP/dt from the velocities, or P at every frame (dP/dt by finite differences later).")
 @click.option("--timestep", type=float, help="fs between frames (only for trajectories that are not npz files).")
@@ -24,8 +27,16 @@ def pdot(model, trajectory, output, route, timestep, batch_size):
     import numpy as np
 
     from aiida_irspec.campaign.pdot import predict_along, read_trajectory
+    from aiida_irspec.exceptions import require_finite
+    from aiida_irspec.files import check_output, savez
     from aiida_irspec.model import PolarizationModel
 
-    arrays = predict_along(PolarizationModel.load(model), read_trajectory(trajectory, timestep), route, batch_size)
-    np.savez_compressed(output, **arrays)
+    check_output(output, inputs=[model, trajectory], option="--output")
+    frames = read_trajectory(trajectory, timestep)
+    arrays = predict_along(PolarizationModel.load(model), frames, route, batch_size)
+    require_finite(arrays, "the prediction")
+    arrays["numbers"] = frames["numbers"]
+    if np.all(frames["pbc"]):
+        arrays["volume"] = np.mean(np.abs(np.linalg.det(frames["cells"])))
+    savez(output, compressed=True, **arrays)
     click.echo(f"{len(arrays['times'])} frames -> {output}")

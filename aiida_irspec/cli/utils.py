@@ -1,11 +1,26 @@
-"""Helpers shared by the sub-commands: clean errors, profile loading, tables."""
+"""Helpers shared by the sub-commands: clean errors, signals, checked parameter types, profile loading, tables.
+
+Exit codes common to every command: 2 bad input; 14 an output cannot be written (folder missing,
+read-only or full, a directory, one of the inputs); 15 the job would need more memory than the limit
+(:mod:`aiida_irspec.resources`); 130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM.
+"""
 
 import functools
+import math
+import signal
 import sys
+import threading
 
 import click
 
-from aiida_irspec.exceptions import IrspecError
+from aiida_irspec.exceptions import InputError, IrspecError, Terminated
+
+#: Exit codes of a command stopped by a signal (128 + the signal number, as a shell reports it).
+SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 def echo_error_and_exit(message, exit_code=2):
@@ -19,14 +34,55 @@ def user_errors(function):
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        previous = None
+        if threading.current_thread() is threading.main_thread():  # SIGTERM unwinds like Ctrl-C
+            previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return function(*args, **kwargs)
         except IrspecError as error:
             echo_error_and_exit(str(error), error.exit_code)
         except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
             echo_error_and_exit(f"{error.strerror}: {error.filename}", 2)
+        except KeyboardInterrupt as error:
+            number = signal.SIGTERM if isinstance(error, Terminated) else signal.SIGINT
+            echo_error_and_exit(f"stopped by {number.name}; files written before are unchanged",
+                                SIGNAL_EXIT_CODES[number])
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+class InputFile(click.Path):
+    """An input file argument or option: it must exist and be a regular file. A directory, a FIFO (reading
+    would wait forever), a device or a socket is a usage error (exit 2) before anything opens it."""
+
+    name = "file"
+
+    def __init__(self):
+        super().__init__(exists=True, dir_okay=False)
+
+    def convert(self, value, param, ctx):
+        from aiida_irspec.files import check_input_file
+
+        value = super().convert(value, param, ctx)
+        try:
+            check_input_file(value, "file")
+        except InputError as error:
+            self.fail(str(error), param, ctx)
+        return value
+
+
+class Number(click.FloatRange):
+    """A float option that must be finite (NaN and infinity refused) and inside [min, max]
+    (``min_open``/``max_open`` exclude the ends): a usage error (exit 2) at option parsing."""
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
 
 
 def load_profile_or_exit(profile=None):

@@ -4,7 +4,17 @@ A job reads a structure (extxyz) and a JSON settings file, writes its arrays to 
 JSON summary. The summary is written whatever happens, with ``status`` ``"ok"`` or ``"error"`` and, on
 error, the ``error`` kind whose exit code the command returns (``EXIT_CODES``); the AiiDA parsers read it.
 An NVE run whose energy drifts too much still writes its trajectory, and its summary says ``"error":
-"drift"``.
+"drift"``. Outputs are written atomically (:mod:`aiida_irspec.files`): a killed job leaves no half-written
+file. An output that cannot be written (folder missing or read-only, one of the inputs) is found before
+the engine starts (``"error": "output"``, exit code 14); a job stopped by SIGINT / SIGTERM writes a summary
+with ``"error": "interrupted"`` and exit code 130 / 143.
+
+Limits (documented, checked before the engine starts): atoms closer than ``MIN_DISTANCE`` (0.5 Angstrom)
+are refused as an engine failure (tblite's own "too close interatomic distances", which it raises only
+for exactly overlapping atoms: nearly overlapping ones gave finite nonsense); at most ``MAX_MD_STEPS`` MD
+steps; MD temperature at most ``MAX_TEMPERATURE``; a trajectory whose frames would need more memory than
+:func:`aiida_irspec.resources.memory_limit` is refused with the estimate (exit code 15). Any NaN or
+infinite value in a result is an engine failure (exit code 12), never a file.
 """
 
 import json
@@ -14,8 +24,10 @@ import time
 import numpy as np
 
 from aiida_irspec.engines.md import DEFAULT_DRIFT_THRESHOLD, DEFAULT_FLUCTUATION_THRESHOLD
-from aiida_irspec.exceptions import (DAMAGED_NPZ_ERRORS, EngineError, InputError, MalformedFileError,
-                                     PeriodicCellError)
+from aiida_irspec.exceptions import (DAMAGED_NPZ_ERRORS, EngineError, InputError, MalformedFileError, OutputError,
+                                     PeriodicCellError, ResourceError, Terminated, require_finite)
+from aiida_irspec.files import atomic_write, check_input_file, check_outputs, savez, write_json
+from aiida_irspec.resources import check_memory
 from aiida_irspec.settings import unknown_settings
 
 # Default file names (the CalcJobs use them).
@@ -27,7 +39,14 @@ TRAJECTORY_FILE = "trajectory.npz"
 SUMMARY_FILE = "summary.json"
 
 # Exit codes of the engine commands, by error kind.
-EXIT_CODES = {"ok": 0, "input": 2, "periodic": 11, "engine": 12, "drift": 13}
+EXIT_CODES = {"ok": 0, "input": 2, "periodic": 11, "engine": 12, "drift": 13, "output": 14, "resources": 15,
+              "interrupted": 130, "terminated": 143}
+
+#: Closest two atoms may be in an engine's input structure (Angstrom).
+MIN_DISTANCE = 0.5
+#: Most MD steps one job runs, and its highest temperature (K).
+MAX_MD_STEPS = 10**9
+MAX_TEMPERATURE = 1e5
 
 CALCULATOR_SETTINGS = {"method": "GFN2-xTB", "charge": 0, "multiplicity": 1, "accuracy": 1.0}
 BORN_CHARGES_SETTINGS = {**CALCULATOR_SETTINGS, "route": "displacement", "displacement": 1e-3, "field": 1e-3}
@@ -40,9 +59,7 @@ def read_structure(path):
     """The single structure of an extxyz file as ``ase.Atoms``; velocities in the file are ignored."""
     import ase.io
 
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise InputError(f"structure file not found: {path}")
+    path = pathlib.Path(check_input_file(path, "structure file"))
     try:
         frames = ase.io.read(path, index=":", format="extxyz")
     except Exception as error:  # ASE raises many kinds of errors on malformed extxyz
@@ -54,12 +71,23 @@ def read_structure(path):
     return frames[0]
 
 
+def check_distances(atoms):
+    """EngineError when two atoms (or an atom and a periodic image) are closer than ``MIN_DISTANCE``."""
+    from ase.neighborlist import neighbor_list
+
+    first, second, distance = neighbor_list("ijd", atoms, MIN_DISTANCE)
+    if len(distance):
+        k = int(np.argmin(distance))
+        raise EngineError(f"atoms {first[k]} and {second[k]} are {distance[k]:.3g} Angstrom apart, closer than "
+                          f"{MIN_DISTANCE} Angstrom: overlapping atoms (tblite gives no meaningful result)")
+
+
 def read_settings(path, defaults):
     """Settings from a JSON object file merged over ``defaults``; unknown keys are an error."""
     settings = dict(defaults)
     if path is None:
         return settings
-    path = pathlib.Path(path)
+    path = pathlib.Path(check_input_file(path, "settings file"))
     try:
         given = json.loads(path.read_text())
     except FileNotFoundError as error:
@@ -76,6 +104,12 @@ def read_settings(path, defaults):
         raise InputError(f"{path}: {message}")
     for key, value in given.items():
         settings[key] = _typed(path, key, value, defaults[key])
+    if settings.get("seed", 0) < 0:
+        raise InputError(f"{path}: setting 'seed' must be >= 0, got {settings['seed']}")
+    if settings.get("steps", 1) > MAX_MD_STEPS:
+        raise InputError(f"{path}: setting 'steps' is {settings['steps']}; at most {MAX_MD_STEPS} steps in one job")
+    if settings.get("temperature", 0.0) > MAX_TEMPERATURE:  # NaN: refused by the MD checks
+        raise InputError(f"{path}: setting 'temperature' is {settings['temperature']} K; at most {MAX_TEMPERATURE:g} K")
     return settings
 
 
@@ -98,16 +132,19 @@ def run_born_charges_job(structure, settings=None, output=BORN_CHARGES_FILE, sum
     from aiida_irspec.engines import tblite
 
     def job():
+        check_outputs([("--output", output)], inputs=[structure, settings])
         atoms = read_structure(structure)
         options = read_settings(settings, BORN_CHARGES_SETTINGS)
+        check_distances(atoms)
         calculator = {key: options[key] for key in CALCULATOR_SETTINGS}
         started = time.perf_counter()
         charges = tblite.born_charges(atoms, displacement=options["displacement"], route=options["route"],
                                       field=options["field"], **calculator)
         elapsed = time.perf_counter() - started
         moment = tblite.dipole(atoms, **calculator)
-        np.savez_compressed(output, born_charges=charges, dipole=moment, numbers=atoms.numbers,
-                            positions=atoms.positions)
+        require_finite({"born_charges": charges, "dipole": moment}, "tblite", EngineError)
+        savez(output, compressed=True, born_charges=charges, dipole=moment, numbers=atoms.numbers,
+              positions=atoms.positions)
         return {"settings": options, "natoms": len(atoms), "wall_time": elapsed,
                 "sum_rule_max": float(np.abs(charges.sum(axis=0) - options["charge"] * np.eye(3)).max())}, "ok"
 
@@ -124,10 +161,16 @@ def run_md_job(structure, settings=None, velocities=None, output=TRAJECTORY_FILE
     from aiida_irspec.engines import md, tblite
 
     def job():
+        check_outputs([("--output", output)], inputs=[structure, settings, velocities])
         atoms = read_structure(structure)
         options = read_settings(settings, MD_SETTINGS)
+        frames = max(options["steps"], 0) // max(options["stride"], 1) + 1
+        check_memory(md_memory(frames, len(atoms)), f"{frames} stored MD frames of {len(atoms)} atoms",
+                     "a larger stride or fewer steps per job")
+        check_distances(atoms)
         initial = None
         if velocities is not None:
+            check_input_file(velocities, "velocities file")
             try:
                 initial = np.load(velocities, allow_pickle=False)
             except DAMAGED_NPZ_ERRORS as error:  # numpy reads .npy headers like .npz members
@@ -139,7 +182,10 @@ def run_md_job(structure, settings=None, velocities=None, output=TRAJECTORY_FILE
                            record_dipoles=options["record_dipoles"], progress=progress,
                            drift_threshold=options["drift_threshold"],
                            fluctuation_threshold=options["fluctuation_threshold"])
-        result.save_npz(output)
+        require_finite({name: getattr(result, name) for name in (*result.ARRAYS, "dipoles")
+                        if getattr(result, name) is not None}, "the MD", EngineError)
+        with atomic_write(output) as handle:
+            result.save_npz(handle)
         record = {"settings": options, "natoms": len(atoms), "frames": len(result.times), **result.info,
                   "mean_temperature": float(result.temperature.mean())}
         if result.info["drift_too_large"]:
@@ -154,23 +200,41 @@ def run_md_job(structure, settings=None, velocities=None, output=TRAJECTORY_FILE
     return _run_job(job, summary, "md")
 
 
+def md_memory(frames, n_atoms):
+    """Bytes an MD job holds for ``frames`` stored frames of ``n_atoms`` atoms, estimated: positions and
+    velocities (6 numbers per atom) and the frame's other values, once in the list of frames and once
+    stacked into arrays, plus about 3 kB of Python objects per frame."""
+    return frames * (2 * 8 * (6 * n_atoms + 25) + 3000)
+
+
 def _run_job(job, summary, kind):
     """Run ``job() -> (record, error kind)``, write the summary JSON whatever happens, return the error kind."""
     from importlib.metadata import version
 
     record = {"engine": "tblite", "engine_version": version("tblite"), "job": kind}
+    interrupted = None
     try:
         result, error = job()
         record.update(result)
     except PeriodicCellError as exception:
         error, record["message"] = "periodic", str(exception)
+    except ResourceError as exception:
+        error, record["message"] = "resources", str(exception)
     except (InputError, MalformedFileError) as exception:
         error, record["message"] = "input", str(exception)
     except EngineError as exception:
         error, record["message"] = "engine", str(exception)
+    except OutputError as exception:
+        error, record["message"] = "output", str(exception)
+    except KeyboardInterrupt as exception:  # the summary says so, then the command stops
+        interrupted = exception
+        error = "terminated" if isinstance(exception, Terminated) else "interrupted"
+        record["message"] = f"stopped by {'SIGTERM' if error == 'terminated' else 'SIGINT'}"
     record.update(status="ok" if error == "ok" else "error", error=None if error == "ok" else error,
                   exit_code=EXIT_CODES[error])
-    pathlib.Path(summary).write_text(json.dumps(record, indent=2, default=_json_default))
+    write_json(summary, record, indent=2, default=_json_default)
+    if interrupted is not None:
+        raise interrupted
     return error
 
 

@@ -17,11 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, InputError, ModelError, open_npz
+from aiida_irspec.files import savez
 from aiida_irspec.model import baseline as baseline_charges
 from aiida_irspec.model.descriptors import DescriptorSettings
 from aiida_irspec.model.kinds import KINDS, ModelSpace
 from aiida_irspec.model.sampling import farthest_point, standardise
 from aiida_irspec.model.solver import NormalEquations, cross_validation_errors, solve_targets
+from aiida_irspec.resources import check_memory
 
 FORMAT_VERSION = 2
 DEFAULT_WEIGHTS = {"born_charges": 1.0, "polarization": 10.0}
@@ -98,6 +100,11 @@ class PolarizationModel:
         (frames, born_charges, polarizations) whose errors go into ``metrics["validation"]``.
         """
         frames, born_charges, polarizations = _check_data(frames, born_charges, polarizations)
+        repeated = find_duplicate(frames + (_as_frames(validation[0]) if validation is not None else []))
+        if repeated is not None:
+            first, second = (f"structure {k}" if k < len(frames) else f"validation structure {k - len(frames)}"
+                             for k in repeated)
+            raise InputError(f"{first} and {second} are the same structure: {DUPLICATE_REASON}")
         return self._fit(frames, born_charges, polarizations, {**DEFAULT_WEIGHTS, **(weights or {})}, validation,
                          progress)
 
@@ -108,6 +115,10 @@ class PolarizationModel:
         candidates = self._baseline_candidates(frames, born_charges)
         basis = self._sparse_basis(space, frames, progress) if self.basis == "sparse" else None
         n_folds = min(self.n_folds, len(frames))
+        check_memory(fit_memory(space.n_columns, n_folds, space.n_species + 1, len(candidates),
+                                max(len(atoms) for atoms in frames)),
+                     f"a fit of {space.n_columns} columns ({len(space.species)} species)",
+                     "fit fewer species at once or use a smaller descriptor (--n-radial, --l-max, --body-order)")
         normal = NormalEquations(space.n_columns, n_folds=n_folds, n_groups=space.n_species + 1,
                                  n_targets=len(candidates))
         # each frame's rows are folded into the normal equations in a background thread while the main
@@ -388,7 +399,7 @@ class PolarizationModel:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path):
-        """Write one portable file (numpy .npz, no pickles) at exactly ``path``."""
+        """Write one portable file (numpy .npz, no pickles) at exactly ``path``, atomically (files.savez)."""
         from aiida_irspec import __version__
 
         self._require_fitted()
@@ -407,8 +418,7 @@ class PolarizationModel:
                   "posterior_factor": self.posterior_factor}
         for z, reference in (self.references or {}).items():
             arrays[f"references_{z}"] = reference
-        with open(path, "wb") as handle:
-            np.savez(handle, **arrays)
+        savez(path, **arrays)  # atomic: a kill or a full disk leaves the previous file
 
     @classmethod
     def load(cls, path):
@@ -467,6 +477,31 @@ def _cv_rmse(normal, alpha, zero, target, basis):
         active &= ~zero
     sse, held = cross_validation_errors(normal, alpha, active, scale, target, basis)
     return float(np.sqrt(max(sse.sum(), 0.0) / held.sum()))
+
+
+DUPLICATE_REASON = ("a structure given twice would sit in two cross-validation folds (or in training and "
+                    "validation) and make the errors look smaller than they are; give each structure once")
+
+
+def find_duplicate(frames, decimals=5):
+    """(i, j) with i < j for the first frame j that repeats an earlier frame i: the same atomic numbers,
+    periodicity, cell and positions rounded to ``10**-decimals`` Angstrom; None when all differ."""
+    seen = {}
+    for j, atoms in enumerate(frames):
+        key = (atoms.numbers.tobytes(), atoms.pbc.tobytes(), (np.round(atoms.cell.array, decimals) + 0.0).tobytes(),
+               (np.round(atoms.positions, decimals) + 0.0).tobytes())
+        if key in seen:
+            return seen[key], j
+        seen[key] = j
+    return None
+
+
+def fit_memory(n_columns, n_folds, n_groups, n_targets, largest_frame):
+    """Bytes a fit allocates, estimated: the normal equations (``n_folds * n_groups`` column-square matrices,
+    their fold and total sums, the solver's eigenvectors and copies: about 6 more) plus three design blocks
+    of the largest frame (9 rows per atom) in flight."""
+    squares = (n_folds * n_groups + n_folds + 6) * n_columns**2
+    return 8 * (squares + n_folds * n_groups * n_columns * n_targets + 3 * 9 * largest_frame * n_columns)
 
 
 def _check_data(frames, born_charges, polarizations):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aiida_irspec.exceptions import InputError
+from aiida_irspec.files import atomic_write
 from aiida_irspec.spectra.green_kubo import INTEGRATED_UNITS, band_integral
 
 PER_RUN_SETTINGS = ("n_samples", "pdot2_mean", "source", "notes")
@@ -69,7 +70,7 @@ class AveragedSpectrum:
         for row in self.band_summary(bands or {}):
             lines.append("# band " + json.dumps(row))
         data = np.column_stack(list(table.values()))
-        with open(path, "w") as handle:
+        with atomic_write(path, "w") as handle:  # a kill or a full disk leaves the previous file
             handle.write("\n".join(lines) + "\n" + ",".join(table) + "\n")
             np.savetxt(handle, data, delimiter=",", fmt="%.9g")
 

@@ -3,6 +3,7 @@
 import numpy as np
 
 from aiida_irspec.exceptions import InputError
+from aiida_irspec.files import savefig
 from aiida_irspec.spectra.io import read_experiment_csv
 
 AXIS_LABELS = {"cm^-1": r"$\alpha(\omega)\,n(\omega)$ (cm$^{-1}$)",
@@ -85,5 +86,5 @@ def plot_spectra(spectra, labels=None, experiment_csv=None, path=None, xlim=None
         ax.set_title(title)
     ax.legend(frameon=False)
     if path is not None:
-        fig.savefig(path, dpi=dpi)
+        savefig(fig, path, dpi=dpi)  # atomic; the format from the extension
     return fig
