@@ -26,7 +26,7 @@ import numpy as np
 from aiida_irspec.engines.md import DEFAULT_DRIFT_THRESHOLD, DEFAULT_FLUCTUATION_THRESHOLD
 from aiida_irspec.exceptions import (DAMAGED_NPZ_ERRORS, EngineError, InputError, MalformedFileError, OutputError,
                                      PeriodicCellError, ResourceError, Terminated, require_finite)
-from aiida_irspec.files import atomic_write, check_input_file, check_outputs, savez, write_json
+from aiida_irspec.files import check_input_file, check_outputs, savez, write_json
 from aiida_irspec.resources import check_memory
 from aiida_irspec.settings import unknown_settings
 
@@ -184,8 +184,7 @@ def run_md_job(structure, settings=None, velocities=None, output=TRAJECTORY_FILE
                            fluctuation_threshold=options["fluctuation_threshold"])
         require_finite({name: getattr(result, name) for name in (*result.ARRAYS, "dipoles")
                         if getattr(result, name) is not None}, "the MD", EngineError)
-        with atomic_write(output) as handle:
-            result.save_npz(handle)
+        result.save_npz(output)
         record = {"settings": options, "natoms": len(atoms), "frames": len(result.times), **result.info,
                   "mean_temperature": float(result.temperature.mean())}
         if result.info["drift_too_large"]:

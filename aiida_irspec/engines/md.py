@@ -23,6 +23,7 @@ import numpy as np
 
 from aiida_irspec import units
 from aiida_irspec.exceptions import EngineError, InputError
+from aiida_irspec.files import savez
 
 ENSEMBLES = ("nvt", "nve")
 DEFAULT_DRIFT_THRESHOLD = 0.02  # drift of the total energy per ps, in units of the mean kinetic energy
@@ -71,11 +72,12 @@ class MDResult:
         return atoms
 
     def save_npz(self, path):
-        """Write every array and the info (as JSON) to one compressed ``.npz`` file."""
+        """Write every array and the info (as JSON) to one compressed ``.npz`` file at exactly ``path``, atomically
+        (a kill or a full disk leaves the previous file, never half of the new one)."""
         arrays = {name: getattr(self, name) for name in self.ARRAYS}
         if self.dipoles is not None:
             arrays["dipoles"] = self.dipoles
-        np.savez_compressed(path, info=np.array(json.dumps(self.info)), **arrays)
+        savez(path, compressed=True, info=np.array(json.dumps(self.info)), **arrays)
 
     @classmethod
     def load_npz(cls, path):

@@ -24,7 +24,7 @@ import functools
 import numpy as np
 
 from aiida_irspec import units
-from aiida_irspec.exceptions import EngineError, InputError, PeriodicCellError
+from aiida_irspec.exceptions import EngineError, InputError, PeriodicCellError, require_finite
 
 METHODS = ("GFN2-xTB", "GFN1-xTB", "IPEA1-xTB")
 ROUTES = ("displacement", "field")
@@ -176,6 +176,8 @@ def _singlepoint(numbers, positions, method, charge, multiplicity, accuracy, fie
             result = calculator.singlepoint()
     except RuntimeError as error:
         raise EngineError(f"tblite {method} failed: {error}") from error
+    require_finite({name: result[name] for name in ("energy", "gradient", "dipole")}, f"tblite {method}",
+                   EngineError)
     return {
         "energy": float(result["energy"]) * units.HARTREE_EV,
         "forces": -np.asarray(result["gradient"]) * units.HARTREE_EV / units.BOHR_ANGSTROM,
