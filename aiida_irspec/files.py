@@ -56,12 +56,12 @@ def atomic_write(path, mode="wb", encoding=None):
         raise ValueError(f"atomic_write mode must be 'wb' or 'w', not {mode!r}")
     target = _target(path)
     folder, name = os.path.split(target)
-    temporary = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
-    try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
-    except OSError as error:
-        raise OutputError(f"cannot write {os.fspath(path)}: {_describe_os_error(error)}") from None
-    try:
+    temporary = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.tmp")
+    try:  # the temporary file is created inside: an interrupt right after its creation still removes it
+        try:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
+        except OSError as error:
+            raise OutputError(f"cannot write {os.fspath(path)}: {_describe_os_error(error)}") from None
         with os.fdopen(descriptor, mode, encoding=encoding or ("utf-8" if mode == "w" else None)) as handle:
             yield handle
             handle.flush()
@@ -155,8 +155,6 @@ def check_output(path, inputs=(), option="--output"):
         mode = os.stat(target).st_mode
         if not stat.S_ISREG(mode):
             raise OutputError(f"{option} {text}: exists and is not a regular file ({_file_kind(mode)})")
-        if not os.access(target, os.W_OK):
-            raise OutputError(f"{option} {text}: the existing file is not writable")
     for given in inputs:
         if given is not None and same_file(text, os.fspath(given)):
             raise OutputError(f"{option} {text}: is one of the command's inputs; it would be overwritten")
@@ -175,6 +173,8 @@ def check_output(path, inputs=(), option="--output"):
         raise OutputError(f"{option} {text}: cannot write in {folder}: {_describe_os_error(error)}") from None
     with contextlib.suppress(OSError):
         os.unlink(probe)
+    if os.path.isfile(target) and not os.access(target, os.W_OK):  # immutable, or read-only for a non-root user
+        raise OutputError(f"{option} {text}: the existing file is not writable")
     return path
 
 
