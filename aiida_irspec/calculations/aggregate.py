@@ -1,8 +1,8 @@
 """calcfunction ``aggregate_spectra``: per-run dP/dt (or P) series -> one IRSpectrumData with its confidence band."""
 
 from aiida import orm
-from aiida.engine import calcfunction
 
+from aiida_irspec.calculations.versioned import versioned_calcfunction
 from aiida_irspec.data.ir_spectrum import IRSpectrumData
 
 SPECTRUM_KEYS = ("temperature", "volume", "molecules", "window", "width_cm1", "width_fs", "max_correlation_fs",
@@ -30,7 +30,7 @@ def run_spectrum(run, settings):
     raise InputError(f"run {run.pk} has neither a 'pdot' nor a 'polarization' array (has {', '.join(names)})")
 
 
-@calcfunction
+@versioned_calcfunction
 def aggregate_spectra(settings: orm.Dict, **runs: orm.ArrayData) -> IRSpectrumData:
     """Spectrum of each run, then their mean, standard error and +-2 stderr band as an IRSpectrumData.
 

@@ -1,8 +1,8 @@
 """calcfunction ``fit_polarization_model``: reference structures + Born charges (+ P) -> PolarizationModelData."""
 
 from aiida import orm
-from aiida.engine import calcfunction
 
+from aiida_irspec.calculations.versioned import versioned_calcfunction
 from aiida_irspec.data.polarization_model import PolarizationModelData
 
 MODEL_KEYS = ("kind", "baseline", "basis", "n_sparse", "regularization", "n_folds")
@@ -20,7 +20,7 @@ def reference_frames(structures, born_charges):
     return keys, [born_charges[k].to_ase(structures[k]) for k in keys], [born_charges[k].born_charges for k in keys]
 
 
-@calcfunction
+@versioned_calcfunction
 def fit_polarization_model(settings: orm.Dict, **references) -> PolarizationModelData:
     """Fit a :class:`aiida_irspec.model.PolarizationModel` to reference Born charges (and polarizations).
 

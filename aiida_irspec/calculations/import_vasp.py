@@ -12,9 +12,9 @@ import io
 import pathlib
 
 from aiida import orm
-from aiida.engine import calcfunction
 from aiida.manage import get_manager
 
+from aiida_irspec.calculations.versioned import versioned_calcfunction
 from aiida_irspec.data.born_charges import BornChargesData
 from aiida_irspec.exceptions import IrspecError
 from aiida_irspec.io.vasp import parse_born_charges
@@ -22,7 +22,7 @@ from aiida_irspec.io.vasp import parse_born_charges
 IMPORTED, ALREADY_IMPORTED, ERROR = "imported", "already imported", "error"
 
 
-@calcfunction
+@versioned_calcfunction
 def import_vasp_file(file):
     """Parse a VASP OUTCAR or vasprun.xml (plain or gzipped) held in a SinglefileData.
 

@@ -1,12 +1,12 @@
 """calcfunctions of the active-learning loop: the model's uncertainty on the pool, and the loop's history."""
 
 from aiida import orm
-from aiida.engine import calcfunction
 
+from aiida_irspec.calculations.versioned import versioned_calcfunction
 from aiida_irspec.data.polarization_model import PolarizationModelData
 
 
-@calcfunction
+@versioned_calcfunction
 def pool_uncertainty(model: PolarizationModelData, pool: orm.TrajectoryData,
                      candidates: orm.List | None = None) -> orm.Dict:
     """The model's predictive standard deviation of Z (|e|) over the pool's candidate frames.
@@ -25,7 +25,7 @@ def pool_uncertainty(model: PolarizationModelData, pool: orm.TrajectoryData,
                      "n_frames": len(indices)})
 
 
-@calcfunction
+@versioned_calcfunction
 def learning_history(log: orm.Dict, **iterations) -> orm.Dict:
     """The history of an active-learning loop, one row per fit.
 

@@ -17,6 +17,7 @@ from aiida import orm
 from aiida.common import CalcInfo, CodeInfo
 from aiida.engine import CalcJob
 
+from aiida_irspec import NUMERICS_VERSION
 from aiida_irspec.data.polarization_model import PolarizationModelData
 from aiida_irspec.settings import unknown_settings
 
@@ -74,6 +75,8 @@ class PredictPdotCalculation(CalcJob):
     Output ``pdot``: ArrayData with ``times`` (F,) fs and ``pdot`` (F, 3) |e| Angstrom/fs (route
     "velocity") or ``polarization`` (F, 3) |e| Angstrom (route "polarization"); attribute ``units``.
     """
+
+    CACHE_VERSION = NUMERICS_VERSION  # the job runs the package's model: its results change with the numerics
 
     @classmethod
     def define(cls, spec):

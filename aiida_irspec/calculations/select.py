@@ -1,12 +1,12 @@
 """calcfunction ``select_configurations``: k frames of a TrajectoryData pool, by farthest point, uncertainty or at random."""
 
 from aiida import orm
-from aiida.engine import calcfunction
 
+from aiida_irspec.calculations.versioned import versioned_calcfunction
 from aiida_irspec.data.polarization_model import PolarizationModelData
 
 
-@calcfunction
+@versioned_calcfunction
 def select_configurations(pool: orm.TrajectoryData, settings: orm.Dict, candidates: orm.List | None = None,
                           exclude: orm.List | None = None, model: PolarizationModelData | None = None):
     """Choose ``settings["number"]`` frames of ``pool`` (:func:`aiida_irspec.campaign.selection.choose`).

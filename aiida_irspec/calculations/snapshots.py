@@ -1,10 +1,11 @@
 """calcfunctions that cut a trajectory into what the spectrum runs need: start snapshots, dipole series."""
 
 from aiida import orm
-from aiida.engine import calcfunction
+
+from aiida_irspec.calculations.versioned import versioned_calcfunction
 
 
-@calcfunction
+@versioned_calcfunction
 def extract_snapshots(trajectory: orm.TrajectoryData, frames: orm.List) -> dict:
     """Start points of independent runs: for each frame index k of ``frames``, ``structure_<k>``
     (StructureData, periodic as the frame) and ``velocities_<k>`` (ArrayData ``velocities`` (N, 3) A/fs)."""
@@ -21,7 +22,7 @@ def extract_snapshots(trajectory: orm.TrajectoryData, frames: orm.List) -> dict:
     return outputs
 
 
-@calcfunction
+@versioned_calcfunction
 def trajectory_polarization(trajectory: orm.TrajectoryData) -> orm.ArrayData:
     """The engine's own dipole along a trajectory (array ``dipoles``, |e| A) as ``times`` (fs) and
     ``polarization`` (F, 3), the input :func:`aiida_irspec.calculations.aggregate.aggregate_spectra` takes."""

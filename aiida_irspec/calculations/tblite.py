@@ -29,6 +29,7 @@ from aiida import orm
 from aiida.common import CalcInfo, CodeInfo
 from aiida.engine import CalcJob
 
+from aiida_irspec import NUMERICS_VERSION
 from aiida_irspec.engines import jobs
 from aiida_irspec.settings import unknown_settings
 
@@ -64,6 +65,7 @@ def _validate_velocities(inputs, _):
 class TbliteCalculation(CalcJob):
     """What the two tblite CalcJobs share: inputs, files, exit codes. Subclasses set the job."""
 
+    CACHE_VERSION = NUMERICS_VERSION  # the job runs the package's engine: its results change with the numerics
     _engine_command = None  # "born-charges" | "md"
     _engine_output = None
     _engine_defaults = None

@@ -21,6 +21,7 @@ from aiida_vasp.calcs.vasp import VaspCalculation
 class VaspMdCalculation(VaspCalculation):
     """aiida-vasp's VASP calculation with initial velocities in POSCAR and ML_FF / ML_AB staging."""
 
+    CACHE_VERSION = 1  # bumped when the files this class writes or stages change (VASP makes the results)
     @classmethod
     def define(cls, spec):
         super().define(spec)

@@ -5,6 +5,7 @@ from aiida import orm
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
+from aiida_irspec import NUMERICS_VERSION
 from aiida_irspec.calculations.predict import OUTPUT_FILE
 from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, open_npz
 
@@ -14,6 +15,7 @@ UNITS = {"times": "fs", "pdot": "|e| Angstrom/fs", "polarization": "|e| Angstrom
 class PredictPdotParser(Parser):
     """Reads pdot.npz (times, and pdot or polarization, one row per frame) into the ``pdot`` output."""
 
+    CACHE_VERSION = NUMERICS_VERSION  # what it makes of the files is part of the package's results
     def parse(self, **kwargs):
         status = self.node.exit_status
         scheduler_exit = ExitCode(status, self.node.exit_message) if status not in (None, 0) else None

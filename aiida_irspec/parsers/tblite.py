@@ -11,6 +11,7 @@ from aiida import orm
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
+from aiida_irspec import NUMERICS_VERSION
 from aiida_irspec.engines import jobs
 from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, open_npz
 
@@ -24,6 +25,7 @@ ERROR_EXIT_CODES = {"input": "ERROR_INVALID_INPUT", "periodic": "ERROR_PERIODIC_
 class TbliteParser(Parser):
     """Shared steps: keep a scheduler exit code, read the summary, map its error kind to an exit code."""
 
+    CACHE_VERSION = NUMERICS_VERSION  # what it makes of the files is part of the package's results
     output_file = None
 
     def parse(self, **kwargs):

@@ -16,8 +16,8 @@ printed precision (vasprun.xml carries more digits).
 import hashlib
 
 import numpy as np
-from aiida.engine import calcfunction
 
+from aiida_irspec.calculations.versioned import versioned_calcfunction
 from aiida_irspec.data.born_charges import BornChargesData
 from aiida_irspec.engines.vasp import dfpt_incar
 from aiida_irspec.workflows.protocols import load_protocol
@@ -64,7 +64,7 @@ def born_charges_arrays(retrieved, born_charges=None, dielectrics=None):
     return record.born_charges, record.dielectric, source
 
 
-@calcfunction
+@versioned_calcfunction
 def born_charges_from_vasp(structure, retrieved, born_charges=None, dielectrics=None):
     """BornChargesData of ``structure`` from a finished VASP linear-response run (rule: module doc)."""
     born, dielectric, source = born_charges_arrays(retrieved, born_charges, dielectrics)

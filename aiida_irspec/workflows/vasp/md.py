@@ -19,9 +19,10 @@ aiida-vasp's parser is told not to flag NSW reached as "ionic relaxation not con
 
 import numpy as np
 from aiida import orm
-from aiida.engine import ProcessHandlerReport, calcfunction, process_handler
+from aiida.engine import ProcessHandlerReport, process_handler
 
 from aiida_irspec.calculations.vasp_md import VaspMdCalculation
+from aiida_irspec.calculations.versioned import versioned_calcfunction
 from aiida_irspec.engines.vasp import md_incar, read_final_velocities, read_md_trajectory
 from aiida_irspec.exceptions import InputError, MalformedFileError
 from aiida_irspec.workflows.protocols import load_protocol
@@ -63,7 +64,7 @@ def trajectory_arrays(folder, parameters):
     return trajectory, final_velocities, final_atoms
 
 
-@calcfunction
+@versioned_calcfunction
 def trajectory_from_vasp(retrieved, parameters):
     """Trajectory, final structure and final velocities of a VASP MD run (see the module doc)."""
     with retrieved.base.repository.as_path() as folder:
@@ -202,7 +203,7 @@ def _n_poscar_species(structure):
     return 1 + sum(1 for left, right in zip(names, names[1:]) if left != right)
 
 
-@calcfunction
+@versioned_calcfunction
 def _retrieved_file(retrieved, name):
     """A retrieved file as SinglefileData (keeps its provenance)."""
     with retrieved.base.repository.open(name.value, "rb") as handle:
