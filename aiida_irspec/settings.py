@@ -151,8 +151,9 @@ class Settings:
         return [(field, hints[field.name]) for field in dataclasses.fields(cls) if field.init]
 
     @classmethod
-    def problems(cls, values, path=""):
-        """Everything wrong with the mapping ``values`` (a list of ``dotted.key: what is wrong`` strings)."""
+    def problems(cls, values, path="", partial=False):
+        """Everything wrong with the mapping ``values`` (a list of ``dotted.key: what is wrong`` strings);
+        ``partial``: fields without a default may be missing (and the rules across fields are not applied)."""
         prefix = f"{path}." if path else ""
         if not isinstance(values, dict):
             return [f"{path or 'settings'}: expected a mapping, found {type(values).__name__}"]
@@ -163,13 +164,19 @@ class Settings:
         for field, annotation in fields:
             where = f"{prefix}{field.name}"
             if field.name not in values:
-                if field.default is REQUIRED and field.default_factory is REQUIRED:
+                if not partial and field.default is REQUIRED and field.default_factory is REQUIRED:
                     problems.append(f"{where}: missing; expected {_describe(field, annotation)}")
                 continue
             problems.extend(cls._value_problems(where, field, annotation, values[field.name]))
-        if not problems:
+        if not problems and not partial:
             problems.extend(cls.consistency_problems({**cls.defaults(), **values}, prefix))
         return problems
+
+    @classmethod
+    def value_problems(cls, name, value, path=None):
+        """What is wrong with ``value`` for the field ``name`` (a list, empty when it is fine)."""
+        field, annotation = next((f, a) for f, a in cls._fields() if f.name == name)
+        return cls._value_problems(path or name, field, annotation, value)
 
     @classmethod
     def _value_problems(cls, where, field, annotation, value):
@@ -253,6 +260,17 @@ class Settings:
             if value is None:
                 return None
             problems = cls.problems(value.get_dict(), path)
+            return "; ".join(problems) if problems else None
+
+        return validate
+
+    @classmethod
+    def field_validator(cls, name, path=None):
+        """An AiiDA port validator of a single-valued node (Int, Float, Str, Bool) holding the field ``name``."""
+        def validate(value, _):
+            if value is None:
+                return None
+            problems = cls.value_problems(name, value.value, path)
             return "; ".join(problems) if problems else None
 
         return validate

@@ -5,7 +5,8 @@ import pathlib
 
 import numpy as np
 
-WATER_DIMER = pathlib.Path(__file__).resolve().parents[1] / "workflows" / "structures" / "water_dimer.xyz"
+WATER_DIMER = (pathlib.Path(__file__).resolve().parents[1] / "aiida_irspec" / "campaign" / "specs" / "structures"
+               / "water_dimer.xyz")
 
 
 @functools.lru_cache(maxsize=None)
@@ -37,18 +38,20 @@ SMALL_DESCRIPTOR = {"cutoff": 4.0, "n_radial": 4, "l_max": 2}
 
 
 def tiny_campaign_spec(engine_code, predict_code):
-    """The TINY water-dimer campaign spec (dict) on tblite, with the full labels of its two codes."""
+    """The TINY water-dimer campaign file (dict) on tblite, with the full labels of its two codes."""
     return {
-        "name": "tiny-water-dimer", "engine": "tblite", "temperature": 300,
-        "structure": {"file": str(WATER_DIMER), "molecules": 2},
+        "name": "tiny-water-dimer", "protocol": "fast",
+        "structure": {"file": str(WATER_DIMER)},
         "codes": {"engine": engine_code, "predict": predict_code},
-        "sampling": {"steps": 400, "timestep": 0.5, "stride": 10, "equilibration": 50, "protocol": "fast"},
-        "born_charges": {"protocol": "fast", "max_concurrent": 2},
-        "active_learning": {"strategy": "uncertainty", "initial": 3, "batch": 2, "budget": 7, "holdout": 2,
-                            "target_error": 1e-6, "error_estimate": "holdout"},
-        "model": {**SMALL_DESCRIPTOR, "baseline": "zero"},
-        "spectrum": {"runs": 2, "steps": 200, "decorrelation": 25.0, "width_cm1": 80.0,
-                     "bands": {"stretch": [3000, 4000]}},
+        "temperature": 300, "equilibration": 50,
+        "sampling": {"steps": 400, "timestep": 0.5, "stride": 10},
+        "learning": {"selection": {"strategy": "uncertainty", "initial": 3, "batch": 2, "budget": 7, "holdout": 2,
+                                   "target_error": 1e-6, "error_estimate": "holdout"},
+                     "model": {"descriptor": SMALL_DESCRIPTOR, "baseline": "zero"},
+                     "failures": {"max_concurrent": 2}},
+        "spectrum": {"runs": {"number": 2, "steps": 200, "decorrelation": 25.0},
+                     "analysis": {"molecules": 2, "width_cm1": 80.0, "bands": {"stretch": [3000, 4000]}},
+                     "failures": {"max_concurrent": 2}},
     }
 
 

@@ -1,6 +1,7 @@
 """The campaign's settings groups besides the model's and the spectrum's (no AiiDA import): how reference
 configurations are chosen (:class:`SelectionSettings`), the independent NVE runs of a spectrum
-(:class:`RunSettings`) and failure tolerance (:class:`FailureSettings`).
+(:class:`RunSettings`), failure tolerance (:class:`FailureSettings`) and the numbers of one MD run
+(:class:`MdSettings`).
 
 Each holds its defaults and limits once; the WorkChains' port validators, the campaign YAML and the docs read them
 from here. Limits are generous for real work and refuse what no machine can run.
@@ -9,7 +10,7 @@ from here. Limits are generous for real work and refuse what no machine can run.
 import dataclasses
 
 from aiida_irspec.campaign.selection import STRATEGIES
-from aiida_irspec.settings import Settings, setting
+from aiida_irspec.settings import REQUIRED, Settings, setting
 
 ERROR_ESTIMATES = ("holdout", "uncertainty", "both")
 #: Most reference calculations, NVE runs and MD steps of one campaign stage.
@@ -82,3 +83,16 @@ class FailureSettings(Settings):
                                   maximum=MAX_CONCURRENT)
     max_failed_fraction: float = setting(0.25, "Stop the stage when more than this fraction of its jobs failed "
                                                "(everything computed is kept).", minimum=0, maximum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class MdSettings(Settings):
+    """The task settings of one molecular-dynamics run (the ports of ``irspec.md`` that are numbers)."""
+
+    steps: int = setting(REQUIRED, "MD steps.", minimum=1, maximum=MAX_STEPS)
+    temperature: float = setting(REQUIRED, "Temperature of the thermostat and the initial velocities.", minimum=0,
+                                 exclusive_minimum=True, maximum=1e5, unit="K")
+    timestep: float | None = setting(None, "Time step; null: the engine protocol's.", minimum=0,
+                                     exclusive_minimum=True, maximum=100, unit="fs")
+    stride: int = setting(1, "MD steps between stored frames.", minimum=1, maximum=MAX_STEPS)
+    seed: int | None = setting(None, "Seed of the initial velocities and the thermostat.", minimum=0)

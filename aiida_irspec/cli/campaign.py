@@ -12,57 +12,83 @@ from aiida_irspec.cli.utils import echo_error_and_exit, format_table, load_profi
 
 @click.group("campaign")
 def campaign():
-    """IR-spectrum campaigns from a YAML spec (see workflows/*.yaml): sampling MD, active learning, spectrum."""
+    """IR-spectrum campaigns: sampling MD, active learning, spectrum. A campaign FILE is a YAML file of overrides
+    on the campaign protocol plus its codes and structure, or the name of a packaged one (`aiida-irspec campaign
+    list`); see docs/campaign.md."""
 
 
 def _profile_option(function):
     return click.option("-p", "--profile", help="AiiDA profile (default: the default profile).")(function)
 
 
+@campaign.command("list")
+def list_packaged():
+    """The campaign files shipped with the package (give their name instead of a path)."""
+    from aiida_irspec.campaign.spec import packaged_campaign_files, read_campaign_file
+
+    rows = []
+    for name, path in packaged_campaign_files().items():
+        source = read_campaign_file(path)
+        rows.append((name, source.protocol or "-", source.description))
+    click.echo(format_table(rows, ("name", "protocol", "description")))
+
+
 @campaign.command("validate")
-@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("spec")
 @user_errors
 def validate(spec):
-    """Check SPEC (keys, types, values, files) without a profile."""
-    from aiida_irspec.campaign.spec import load_spec, load_structure
+    """Check the campaign FILE (a path or a packaged name) without a profile: its launch keys, its structure and
+    every setting of the protocol it overrides, each problem named by its dotted key."""
+    from aiida_irspec.campaign.spec import campaign_problems, fill_normalisation, read_campaign_file
+    from aiida_irspec.exceptions import InputError
+    from aiida_irspec.workflows.campaign import CampaignWorkChain
 
-    loaded = load_spec(spec)
-    atoms = load_structure(loaded)
-    click.echo(f"{spec}: valid ({loaded['engine']}, {atoms.get_chemical_formula()}, {len(atoms)} atoms)")
+    source = read_campaign_file(spec)
+    atoms = source.load_structure()
+    tree = CampaignWorkChain.get_protocol_tree(source.protocol, source.overrides)
+    problems = fill_normalisation(tree, atoms) + campaign_problems(tree)
+    if source.engine is not None:
+        from aiida_irspec.workflows.engines import ENGINES
 
-
-def _builder(spec):
-    from aiida_irspec.campaign.spec import load_spec
-    from aiida_irspec.workflows.campaign import builder_from_spec
-
-    return builder_from_spec(load_spec(spec))
+        if source.engine not in ENGINES:
+            problems.append(f"engine: {source.engine!r} is unknown; known: {', '.join(ENGINES)}")
+        elif ENGINES[source.engine].check_structure(atoms):
+            problems.append(f"structure: {ENGINES[source.engine].check_structure(atoms)}")
+    if problems:
+        raise InputError(f"{source.path} is invalid:\n  " + "\n  ".join(problems))
+    click.echo(f"{source.path}: valid (protocol {source.protocol or CampaignWorkChain.get_default_protocol()}, "
+               f"{atoms.get_chemical_formula()}, {len(atoms)} atoms)")
 
 
 @campaign.command("submit")
-@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("spec")
 @_profile_option
 @user_errors
 def submit(spec, profile):
-    """Validate SPEC and submit the campaign to the daemon; prints its PK."""
+    """Validate the campaign FILE and submit it to the daemon; prints its PK."""
     load_profile_or_exit(profile)
     from aiida.engine import submit as submit_process
 
-    node = submit_process(_builder(spec))
+    from aiida_irspec.workflows.campaign import builder_from_file
+
+    node = submit_process(builder_from_file(spec))
     click.echo(f"Submitted campaign {node.label!r}: {node.process_label}<{node.pk}>")
     click.echo(f"Follow it with `aiida-irspec campaign status {node.pk}` or `verdi process report {node.pk}`.")
 
 
 @campaign.command("run")
-@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("spec")
 @_profile_option
 @user_errors
 def run(spec, profile):
-    """Validate SPEC and run the campaign in the foreground; AiiDA prints the progress reports (log level
+    """Validate the campaign FILE and run it in the foreground; AiiDA prints the progress reports (log level
     REPORT, `verdi config set logging.aiida_loglevel REPORT`)."""
     load_profile_or_exit(profile)
     from aiida.engine import run_get_node
 
-    _, node = run_get_node(_builder(spec))
+    from aiida_irspec.workflows.campaign import builder_from_file
+
+    _, node = run_get_node(builder_from_file(spec))
     click.echo(status_text(node))
     if not node.is_finished_ok:
         echo_error_and_exit(f"campaign <{node.pk}> finished with exit status {node.exit_status}: "
@@ -177,8 +203,10 @@ def report(pk, output, profile):
     folder.mkdir(parents=True, exist_ok=True)
     click.echo(status_text(node))
     outputs = node.outputs
-    if "history" in outputs:
-        history = outputs.history.get_dict()
+    learning = outputs.learning if "learning" in outputs else {}
+    spectra = outputs.spectrum if "spectrum" in outputs else {}
+    if "history" in learning:
+        history = learning.history.get_dict()
         rows = [(row["iteration"], row["attempted"], row["failed"], row["training_set_size"],
                  _number(row["holdout_rmse"]), _number(row["uncertainty_rms"]), _number(row["error"]))
                 for row in history["rows"]]
@@ -186,9 +214,9 @@ def report(pk, output, profile):
         click.echo(format_table(rows, ("iteration", "reference jobs", "failed", "training", "hold-out RMSE",
                                        "uncertainty", "error")))
         _plot_history(history, folder / "learning.png")
-    if "spectrum" in outputs:
-        spectrum = outputs.spectrum
-        bands = node.inputs.spec.get_dict()["spectrum"]["bands"]
+    if "spectrum" in spectra:
+        spectrum = spectra.spectrum
+        bands = node.inputs.spectrum.analysis.get_dict().get("bands", {})
         spectrum.to_csv(folder / "spectrum.csv", bands=bands or None)
         if bands:
             rows = [(row["name"], f"{row['lo_cm1']:.0f}-{row['hi_cm1']:.0f}",
@@ -197,24 +225,24 @@ def report(pk, output, profile):
             click.echo(f"\nBands ({spectrum.n_runs} runs; +- 2 standard errors; intensity in "
                        f"{spectrum.base.attributes.get('integrated_unit')}):")
             click.echo(format_table(rows, ("band", "range (cm^-1)", "intensity", "peak (cm^-1)")))
-        if bands and "reference_spectrum" in outputs:
+        if bands and "reference_spectrum" in spectra:
             from aiida_irspec.campaign.validation import compare_bands
 
             rows = [(row["name"], f"{100 * row['inside_band']:.0f}%",
                      f"{row['integral_model']:.4g} / {row['integral_reference']:.4g}",
                      "yes" if row["integral_agrees"] else "no")
-                    for row in compare_bands(spectrum.to_averaged(), outputs.reference_spectrum.to_averaged(), bands)]
+                    for row in compare_bands(spectrum.to_averaged(), spectra.reference_spectrum.to_averaged(), bands)]
             click.echo("\nModel against the engine's own dipoles along the same runs:")
             click.echo(format_table(rows, ("band", "reference inside +-2 stderr", "intensity model / reference",
                                            "intensities agree (2 sigma)")))
         from aiida_irspec.spectra.plotting import plot_spectra
 
-        spectra = [spectrum.to_averaged()]
+        curves = [spectrum.to_averaged()]
         labels = ["learned model"]
-        if "reference_spectrum" in outputs:
-            spectra.append(outputs.reference_spectrum.to_averaged())
+        if "reference_spectrum" in spectra:
+            curves.append(spectra.reference_spectrum.to_averaged())
             labels.append("engine dipoles (reference)")
-        plot_spectra(spectra, labels=labels, path=folder / "spectrum.png", title=node.label)
+        plot_spectra(curves, labels=labels, path=folder / "spectrum.png", title=node.label)
     click.echo(f"\nWrote {', '.join(sorted(p.name for p in folder.iterdir() if p.suffix in ('.png', '.csv')))} "
                f"in {folder}")
 

@@ -20,11 +20,8 @@ DEMO_PROFILE = "irspec-demo"
 DEMO_EMAIL = "demo@aiida-irspec.local"
 
 
-def default_spec():
-    """The shipped water-dimer tblite spec (workflows/ of the repository)."""
-    import aiida_irspec
-
-    return pathlib.Path(aiida_irspec.__file__).resolve().parents[1] / "workflows" / "water_dimer_tblite.yaml"
+#: The packaged campaign the demo runs (aiida_irspec/campaign/specs/).
+DEMO_CAMPAIGN = "water_dimer_tblite"
 
 
 def irspec_executable():
@@ -140,10 +137,9 @@ def run_campaign(spec_path):
     from aiida.engine import run_get_node
     from aiida.manage.caching import enable_caching
 
-    from aiida_irspec.campaign.spec import load_spec
-    from aiida_irspec.workflows.campaign import builder_from_spec
+    from aiida_irspec.workflows.campaign import builder_from_file
 
-    builder = builder_from_spec(load_spec(spec_path))
+    builder = builder_from_file(spec_path)
     with enable_caching(), terse_reports():
         _, node = run_get_node(builder)
     return node
@@ -177,8 +173,9 @@ def plot_spectrum_panels(node, path, zoom=(1300.0, 4000.0)):
 
     from aiida_irspec.spectra.plotting import default_xlim
 
-    spectrum = node.outputs.spectrum
-    reference = node.outputs.reference_spectrum if "reference_spectrum" in node.outputs else None
+    spectra = node.outputs.spectrum
+    spectrum = spectra.spectrum
+    reference = spectra.reference_spectrum if "reference_spectrum" in spectra else None
     figure = Figure(figsize=(9.0, 3.4), layout="constrained")
     axes = figure.subplots(1, 2)
     for ax, xlim in zip(axes, (default_xlim([spectrum.to_averaged()]), zoom)):
@@ -210,13 +207,13 @@ def write_results(node, folder, profile_name):
     report_path.write_text(f"# Campaign {node.label} <{node.pk}>\n\n```text\n{text.getvalue().strip()}\n```\n")
     paths = [report_path] + sorted(folder / name for name in ("spectrum.png", "spectrum.csv", "learning.png")
                                    if (folder / name).exists())
-    if "spectrum" in node.outputs:
+    if "spectrum" in node.outputs and "spectrum" in node.outputs.spectrum:
         paths.append(folder / "spectrum_panels.png")
         plot_spectrum_panels(node, paths[-1])
-    if "model" in node.outputs:
+    if "learning" in node.outputs and "model" in node.outputs.learning:
         paths.append(folder / "parity.png")
         with ignore_molecule_cell_warning():
-            plot_parity(model_parity(node.outputs.model), path=paths[-1],
+            plot_parity(model_parity(node.outputs.learning.model), path=paths[-1],
                         title=f"{node.label}: Born charges, model against reference")
     paths.extend(write_provenance_graph(node, folder))
     return paths, text.getvalue()
@@ -224,8 +221,8 @@ def write_results(node, folder, profile_name):
 
 @click.command("demo")
 @click.option("-p", "--profile", help="AiiDA profile (default: the default profile, else a new 'irspec-demo').")
-@click.option("--spec", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Campaign spec (default: the shipped workflows/water_dimer_tblite.yaml).")
+@click.option("--spec", default=DEMO_CAMPAIGN, show_default=True,
+              help="Campaign file: a path, or the name of a packaged campaign (`aiida-irspec campaign list`).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="irspec-demo", show_default=True,
               help="Folder for the spectrum, plots, report and provenance graph.")
 @user_errors
@@ -235,9 +232,9 @@ def demo(profile, spec, output):
     and `irspec@localhost`; results in OUTPUT."""
     import time
 
-    spec = pathlib.Path(spec) if spec else default_spec()
-    if not spec.is_file():
-        echo_error_and_exit(f"campaign spec {spec} not found; give one with --spec", 2)
+    from aiida_irspec.campaign.spec import find_campaign_file
+
+    spec = find_campaign_file(spec)
     loaded, _ = setup_profile(profile)
     computer, created = setup_computer()
     click.echo(f"profile {loaded.name!r}; computer {computer.label!r} ({'created' if created else 'reused'})")

@@ -32,9 +32,10 @@ import numpy as np
 from aiida_irspec import units
 from aiida_irspec.exceptions import InputError
 from aiida_irspec.spectra.quantum import QUANTUM_CORRECTIONS, quantum_correction_factor
+from aiida_irspec.spectra.settings import DEFAULT_WIDTH_CM1, WINDOWS, SpectrumSettings
 
-WINDOWS = ("gaussian", "hann", "none")
-DEFAULT_WIDTH_CM1 = 10.0
+_DEFAULTS = SpectrumSettings()
+
 GAUSSIAN_CUTOFF_SIGMAS = 5.0  # the Gaussian window is cut where it is exp(-12.5) = 3.7e-6
 MIN_SAMPLES = 16
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
@@ -205,9 +206,11 @@ def _check_positive(value, name):
     return float(value)
 
 
-def green_kubo_spectrum(pdot, dt, temperature, volume=None, molecules=None, window="gaussian", width_cm1=None,
-                        width_fs=None, max_correlation_fs=None, quantum_correction="none", stride=1,
-                        zero_padding=2, max_frequency_cm1=None, source="pdot"):
+def green_kubo_spectrum(pdot, dt, temperature, volume=None, molecules=None, window=_DEFAULTS.window,
+                        width_cm1=_DEFAULTS.width_cm1, width_fs=_DEFAULTS.width_fs,
+                        max_correlation_fs=_DEFAULTS.max_correlation_fs,
+                        quantum_correction=_DEFAULTS.quantum_correction, stride=1, zero_padding=2,
+                        max_frequency_cm1=_DEFAULTS.max_frequency_cm1, source="pdot"):
     """IR absorption of one run from its polarization current, eq. 5 of DESIGN.md.
 
     pdot: (steps, 3) dP/dt in |e| Angstrom / fs, one sample every ``dt * stride`` fs.

@@ -71,3 +71,18 @@ class SpectrumSettings(Settings):
             return [f"{prefix}volume, {prefix}molecules: give exactly one: volume (Angstrom^3, periodic cells: "
                     f"absorption in cm^-1) or molecules (molecules and clusters: km/mol per molecule)"]
         return []
+
+
+def normalisation_of(atoms):
+    """The spectrum's normalisation that suits ``atoms`` (ase.Atoms): ``{"volume": V}`` (Angstrom^3) for a
+    periodic cell, else ``{"molecules": n}`` with n the number of bonded clusters (ASE's natural cutoffs)."""
+    if atoms.pbc.all():
+        return {"volume": float(atoms.get_volume())}
+    import numpy as np
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    first, second = neighbor_list("ij", atoms, natural_cutoffs(atoms))
+    bonds = coo_matrix((np.ones(len(first)), (first, second)), shape=(len(atoms), len(atoms)))
+    return {"molecules": int(connected_components(bonds, directed=False)[0])}

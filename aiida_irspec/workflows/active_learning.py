@@ -1,6 +1,8 @@
 """``irspec.active_learning``: learn a polarization model from as few reference Born-charge jobs as needed.
 
-The loop (settings from the ``active_learning`` section of a campaign spec):
+The loop (ports ``selection``, ``model`` and ``failures``: the settings groups
+:class:`~aiida_irspec.campaign.settings.SelectionSettings`, :class:`~aiida_irspec.model.settings.ModelSettings` and
+:class:`~aiida_irspec.campaign.settings.FailureSettings`):
 
 1. hold out ``holdout`` random frames of the pool (error estimate ``holdout`` or ``both``);
 2. a seed set of ``initial`` frames by farthest-point sampling;
@@ -20,37 +22,21 @@ from aiida.engine import ToContext, WorkChain, while_
 
 from aiida_irspec.calculations.fit import fit_polarization_model
 from aiida_irspec.calculations.learning import learning_history, pool_uncertainty
-from aiida_irspec.campaign.spec import ERROR_ESTIMATES, STRATEGIES
+from aiida_irspec.campaign.settings import FailureSettings, SelectionSettings
 from aiida_irspec.data.born_charges import BornChargesData
 from aiida_irspec.data.polarization_model import PolarizationModelData
-from aiida_irspec.settings import unknown_settings
+from aiida_irspec.model.settings import ModelSettings
 from aiida_irspec.workflows.born_charges import BornChargesWorkChain
+from aiida_irspec.workflows.compose import check_override_keys, expose_closed, exposed_builder_inputs
+from aiida_irspec.workflows.protocols import ProtocolMixin
 from aiida_irspec.workflows.resumable import SubmitOnce
 from aiida_irspec.workflows.select import SelectWorkChain
 
-DEFAULTS = {"strategy": "uncertainty", "initial": 8, "batch": 4, "budget": 40, "target_error": 0.05,
-            "error_estimate": "holdout", "holdout": 8, "seed": 0, "max_concurrent": 4, "max_failed_fraction": 0.25}
 
-
-def _validate_settings(value, _):
-    settings = value.get_dict()
-    message = unknown_settings(settings, DEFAULTS)
-    if message:
-        return message
-    settings = {**DEFAULTS, **settings}
-    if settings["strategy"] not in STRATEGIES:
-        return f"strategy {settings['strategy']!r}: use one of {', '.join(STRATEGIES)}"
-    if settings["error_estimate"] not in ERROR_ESTIMATES:
-        return f"error_estimate {settings['error_estimate']!r}: use one of {', '.join(ERROR_ESTIMATES)}"
-    if settings["error_estimate"] in ("holdout", "both") and settings["holdout"] < 1:
-        return "error_estimate 'holdout' or 'both' needs holdout >= 1"
-    if min(settings["initial"], settings["batch"], settings["max_concurrent"]) < 1:
-        return "initial, batch and max_concurrent must be >= 1"
-    return None
-
-
-class ActiveLearningWorkChain(SubmitOnce, WorkChain):
+class ActiveLearningWorkChain(ProtocolMixin, SubmitOnce, WorkChain):
     """Seed set, then: reference Born charges, fit, error estimate, choose more, until the target or budget."""
+
+    _protocol_tag = "active_learning"
 
     @classmethod
     def define(cls, spec):
@@ -58,11 +44,17 @@ class ActiveLearningWorkChain(SubmitOnce, WorkChain):
         spec.input("pool", valid_type=orm.TrajectoryData, help="Frames to learn from (e.g. a sampling NVT run).")
         spec.input("candidates", valid_type=orm.List, required=False,
                    help="Frame indices of the pool that may be used (default: all).")
-        spec.input("settings", valid_type=orm.Dict, default=lambda: orm.Dict(DEFAULTS), validator=_validate_settings,
-                   help=f"Loop settings; defaults {DEFAULTS}.")
-        spec.input("model_settings", valid_type=orm.Dict, default=lambda: orm.Dict({}),
-                   help="Settings of fit_polarization_model (descriptor, baseline, basis, n_sparse, regularization).")
-        spec.expose_inputs(BornChargesWorkChain, namespace="born_charges", exclude=("structure",))
+        spec.input("selection", valid_type=orm.Dict, default=lambda: orm.Dict({}),
+                   validator=SelectionSettings.port_validator("selection"),
+                   help="Seed set, batches and stopping rule: SelectionSettings (aiida_irspec.campaign.settings); "
+                        "keys not given take their defaults.")
+        spec.input("model", valid_type=orm.Dict, default=lambda: orm.Dict({}),
+                   validator=ModelSettings.port_validator("model"),
+                   help="The polarization model: ModelSettings (aiida_irspec.model.settings), descriptor included.")
+        spec.input("failures", valid_type=orm.Dict, default=lambda: orm.Dict({}),
+                   validator=FailureSettings.port_validator("failures"),
+                   help="Reference jobs at once and the fraction that may fail: FailureSettings.")
+        expose_closed(spec, BornChargesWorkChain, "born_charges", exclude=("structure",))
         spec.outline(
             cls.setup,
             cls.select_holdout,
@@ -92,9 +84,32 @@ class ActiveLearningWorkChain(SubmitOnce, WorkChain):
         spec.exit_code(411, "ERROR_NO_TRAINING_DATA", message="no reference job of the seed set succeeded.")
         spec.exit_code(412, "ERROR_SELECTION_FAILED", message="choosing frames failed: {message}")
 
+    @classmethod
+    def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, *, engine=None, options=None,
+                                  **engine_inputs):
+        """A builder (without ``pool``) from a protocol level: its ``selection``, ``model`` and ``failures``, and
+        the reference jobs (``born_charges``) of the engine of ``code`` at the same level.
+
+        structure: a structure like those of the pool (the engine's inputs are checked against it).
+        overrides: a dict (or a YAML file) mirroring the ports, e.g. ``{"selection": {"budget": 20},
+        "born_charges": {"engine_overrides": {...}}}``. engine_inputs: the engine's extras (VASP: potential_family,
+        ...). Unknown keys and invalid values are refused (:class:`~aiida_irspec.exceptions.InputError`).
+        """
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        check_override_keys(cls, inputs)
+        builder = cls.get_builder()
+        for group in ("selection", "model", "failures"):
+            builder[group] = orm.Dict(inputs.get(group, {}))
+        references = BornChargesWorkChain.get_builder_from_protocol(
+            code, structure, protocol=protocol, overrides=inputs.get("born_charges"), engine=engine, options=options,
+            **engine_inputs)
+        builder.born_charges = exposed_builder_inputs(references, exclude=("structure",))
+        return builder
+
     # ------------------------------------------------------------------ set-up and selection
     def setup(self):
-        self.ctx.settings = {**DEFAULTS, **self.inputs.settings.get_dict()}
+        self.ctx.settings = {**SelectionSettings.from_dict(self.inputs.selection.get_dict()).to_dict(),
+                             **FailureSettings.from_dict(self.inputs.failures.get_dict()).to_dict()}
         self.ctx.structures = {}  # frame (str) -> StructureData
         self.ctx.references = {}  # frame (str) -> BornChargesData
         self.ctx.failed = {}  # frame (str) -> pk of the failed job
@@ -119,8 +134,8 @@ class ActiveLearningWorkChain(SubmitOnce, WorkChain):
             inputs["exclude"] = orm.List(chosen)
         if "candidates" in self.inputs:
             inputs["candidates"] = self.inputs.candidates
-        if "descriptor" in self.inputs.model_settings.get_dict():
-            inputs["descriptor"] = orm.Dict(self.inputs.model_settings["descriptor"])
+        if "descriptor" in self.inputs.model.get_dict():
+            inputs["descriptor"] = orm.Dict(self.inputs.model["descriptor"])
         if model is not None:
             inputs["model"] = model
         return self.submit(SelectWorkChain, **inputs)
@@ -221,7 +236,7 @@ class ActiveLearningWorkChain(SubmitOnce, WorkChain):
         structures, born_charges = self._namespace(self.ctx.training)
         if not born_charges:
             return self.exit_codes.ERROR_NO_TRAINING_DATA
-        inputs = {"settings": self.inputs.model_settings, "structures": structures, "born_charges": born_charges}
+        inputs = {"settings": self.inputs.model, "structures": structures, "born_charges": born_charges}
         holdout_structures, holdout_born_charges = self._namespace(self.ctx.holdout)
         if self._use_holdout() and holdout_born_charges:
             inputs.update(holdout_structures=holdout_structures, holdout_born_charges=holdout_born_charges)

@@ -5,7 +5,7 @@
    ``max_concurrent`` at a time;
 3. dP/dt of the model along each NVE trajectory (``irspec.predict_pdot``): where the trajectory lives when
    the MD process gives its remote folder on the computer of the predict code and the engine's file there
-   is one ``aiida-irspec pdot`` reads (:data:`~aiida_irspec.workflows.engines.REMOTE_TRAJECTORY`; tblite),
+   is one ``aiida-irspec pdot`` reads (the engine adapter's ``remote_trajectory``; tblite),
    so nothing is copied; else from the stored TrajectoryData;
 4. the Green-Kubo spectrum of each run, their mean and +-2 standard-error band (``aggregate_spectra``).
 
@@ -27,38 +27,55 @@ from aiida_irspec.calculations.aggregate import aggregate_spectra
 from aiida_irspec.calculations.predict import PredictPdotCalculation
 from aiida_irspec.calculations.snapshots import extract_snapshots, trajectory_polarization
 from aiida_irspec.data.ir_spectrum import IRSpectrumData
+from aiida_irspec.campaign.settings import FailureSettings, RunSettings
 from aiida_irspec.data.polarization_model import PolarizationModelData
-from aiida_irspec.settings import unknown_settings
+from aiida_irspec.spectra.settings import SpectrumSettings
+from aiida_irspec.workflows.engines import get_engine
 from aiida_irspec.workflows.md import MdWorkChain
+from aiida_irspec.workflows.compose import check_override_keys, expose_closed, exposed_builder_inputs
+from aiida_irspec.workflows.protocols import ProtocolMixin
 from aiida_irspec.workflows.resumable import SubmitOnce
 
-DEFAULTS = {"temperature": 300.0, "runs": 8, "steps": 4000, "timestep": 0.5, "stride": 1, "decorrelation": 200.0,
-            "thermalization": 200.0, "seed": 2, "max_concurrent": 4, "max_failed_fraction": 0.25,
-            "reference_dipoles": False, "route": "velocity"}
 MD_OWN = ("structure", "ensemble", "temperature", "steps", "timestep", "stride", "seed", "initial_velocities")
+#: Largest temperature taken (K): far above any molecular dynamics of matter.
+MAX_TEMPERATURE = 1e5
 
 
-def _validate_settings(value, _):
-    settings = value.get_dict()
-    message = unknown_settings(settings, DEFAULTS)
-    if message:
-        return message
-    settings = {**DEFAULTS, **settings}
-    for key in ("temperature", "timestep", "decorrelation"):
-        if not settings[key] > 0:
-            return f"{key} must be positive, got {settings[key]}"
-    for key in ("runs", "steps", "stride", "max_concurrent"):
-        if not (isinstance(settings[key], int) and settings[key] >= 1):
-            return f"{key} must be a positive integer, got {settings[key]}"
-    if settings["steps"] % settings["stride"]:
-        return f"stride {settings['stride']} must divide steps {settings['steps']}"
-    if settings["route"] not in ("velocity", "polarization"):
-        return f"route {settings['route']!r}: use 'velocity' or 'polarization'"
+def validate_temperature(value, _):
+    """Port validator of a temperature (K): positive, finite and at most MAX_TEMPERATURE."""
+    if not 0 < value.value <= MAX_TEMPERATURE:
+        return f"temperature: {value.value!r} K is out of range; expected > 0 and <= {MAX_TEMPERATURE:g}"
     return None
 
 
-class IRSpectrumWorkChain(SubmitOnce, WorkChain):
+def _validate_route(value, _):
+    from aiida_irspec.campaign.pdot import ROUTES
+
+    if value.value not in ROUTES:
+        return f"predict.route: {value.value!r} is not allowed; expected one of {', '.join(ROUTES)}"
+    return None
+
+
+def _validate_inputs(inputs, _):
+    """Rules across ports: the spectrum's normalisation, the engine's dipoles."""
+    analysis = {**SpectrumSettings.defaults(), **inputs["analysis"].get_dict()}
+    problems = SpectrumSettings.normalisation_problems(analysis, "analysis.")
+    molecules, structure = analysis.get("molecules"), inputs.get("structure")
+    if molecules is not None and structure is not None and molecules > len(structure.sites):
+        problems.append(f"analysis.molecules: {molecules} molecules in a structure of {len(structure.sites)} atoms")
+    if inputs.get("reference_dipoles") and inputs["reference_dipoles"].value:
+        from aiida_irspec.workflows.engines import ENGINES
+
+        engine = ENGINES.get(inputs["md"]["engine"].value)
+        if engine is not None and engine.dipole_overrides is None:
+            problems.append(f"reference_dipoles: the {engine.name} engine does not record its own dipole")
+    return "; ".join(problems) or None
+
+
+class IRSpectrumWorkChain(ProtocolMixin, SubmitOnce, WorkChain):
     """IR spectrum with a confidence band from a polarization model along independent NVE runs."""
+
+    _protocol_tag = "ir_spectrum"
 
     @classmethod
     def define(cls, spec):
@@ -67,18 +84,26 @@ class IRSpectrumWorkChain(SubmitOnce, WorkChain):
         spec.input("initial_velocities", valid_type=orm.ArrayData, required=False,
                    help="Velocities (N, 3) A/fs to start the NVT run from (e.g. the end of an earlier run).")
         spec.input("model", valid_type=PolarizationModelData, help="The polarization model.")
-        spec.input("settings", valid_type=orm.Dict, default=lambda: orm.Dict(DEFAULTS), validator=_validate_settings,
-                   help=f"Runs: temperature (K), runs, steps, timestep (fs), stride, decorrelation and "
-                        f"thermalization (fs), seed, max_concurrent, max_failed_fraction, reference_dipoles, route "
-                        f"of the prediction (velocity: dP/dt; polarization: P, differenced like the dipoles); "
-                        f"defaults {DEFAULTS}.")
-        spec.input("spectrum", valid_type=orm.Dict,
-                   help="Settings of aggregate_spectra: volume or molecules, window, width_cm1, "
-                        "max_correlation_fs, quantum_correction, bootstrap (the temperature comes from settings).")
-        spec.expose_inputs(MdWorkChain, namespace="md", exclude=MD_OWN)
+        spec.input("temperature", valid_type=(orm.Float, orm.Int), validator=validate_temperature,
+                   help="Temperature (K) of the NVT run that gives the snapshots and of the spectrum (its beta).")
+        spec.input("runs", valid_type=orm.Dict, default=lambda: orm.Dict({}), validator=RunSettings.port_validator("runs"),
+                   help="The NVE runs: RunSettings (aiida_irspec.campaign.settings); keys not given take defaults.")
+        spec.input("analysis", valid_type=orm.Dict, validator=SpectrumSettings.port_validator("analysis"),
+                   help="From the runs to the spectrum: SpectrumSettings (aiida_irspec.spectra.settings); exactly "
+                        "one of volume (periodic cells) and molecules.")
+        spec.input("failures", valid_type=orm.Dict, default=lambda: orm.Dict({}),
+                   validator=FailureSettings.port_validator("failures"),
+                   help="Jobs at once (NVE and prediction jobs share the window) and the fraction that may fail.")
+        spec.input("reference_dipoles", valid_type=orm.Bool, default=lambda: orm.Bool(False),
+                   help="Also record the engine's own dipole along the NVE runs and give its spectrum "
+                        "(reference_spectrum): the check of the model (engines that have one: tblite).")
+        expose_closed(spec, MdWorkChain, "md", exclude=MD_OWN)
         spec.input("predict.code", valid_type=orm.AbstractCode, help="The `aiida-irspec` Code for irspec.predict_pdot.")
         spec.input("predict.options", valid_type=orm.Dict, required=False,
                    help="metadata.options of the prediction jobs.")
+        spec.input("predict.route", valid_type=orm.Str, default=lambda: orm.Str("auto"), validator=_validate_route,
+                   help="How the prediction jobs go through a trajectory (aiida_irspec.campaign.pdot.ROUTES).")
+        spec.inputs.validator = _validate_inputs
         spec.outline(
             cls.run_nvt,
             cls.extract_snapshots,
@@ -97,8 +122,51 @@ class IRSpectrumWorkChain(SubmitOnce, WorkChain):
                        "failed (more than the allowed fraction {fraction}); results so far are kept.")
         spec.exit_code(421, "ERROR_NVT_FAILED", message="the NVT run <{pk}> failed: {message}")
 
+    @classmethod
+    def get_builder_from_protocol(cls, code, predict_code, structure, protocol=None, overrides=None, *, engine=None,
+                                  options=None, **engine_inputs):
+        """A builder (without ``model``) from a protocol level: its ``runs``, ``analysis`` and ``failures``, the
+        MD (``md``) of the engine of ``code`` at the same level, and the prediction jobs on ``predict_code``.
+
+        The spectrum's normalisation, when ``overrides`` give none, follows the structure: the volume of a
+        periodic cell, else the number of molecules (bonded clusters of atoms). ``temperature`` defaults to the
+        protocol's. overrides: a dict (or a YAML file) mirroring the ports.
+        """
+        from aiida_irspec.spectra.settings import normalisation_of
+
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        check_override_keys(cls, inputs)
+        builder = cls.get_builder()
+        builder.structure = structure
+        builder.temperature = orm.Float(inputs["temperature"])
+        analysis = dict(inputs.get("analysis", {}))
+        if analysis.get("volume") is None and analysis.get("molecules") is None:
+            analysis.update(normalisation_of(structure.get_ase()))
+        builder.analysis = orm.Dict(analysis)
+        for group in ("runs", "failures"):
+            builder[group] = orm.Dict(inputs.get(group, {}))
+        if "reference_dipoles" in inputs:
+            builder.reference_dipoles = orm.Bool(inputs["reference_dipoles"])
+        md = MdWorkChain.get_builder_from_protocol(code, structure, protocol=protocol, overrides=inputs.get("md"),
+                                                   engine=engine, options=options, **engine_inputs)
+        builder.md = exposed_builder_inputs(md, exclude=MD_OWN)
+        builder.predict.code = predict_code
+        predict = inputs.get("predict", {})
+        if "route" in predict:
+            builder.predict.route = orm.Str(predict["route"])
+        if options or predict.get("options"):
+            builder.predict.options = orm.Dict({**(options or {}), **predict.get("options", {})})
+        return builder
+
     def _settings(self):
-        return {**DEFAULTS, **self.inputs.settings.get_dict()}
+        """The runs', failures' and prediction settings as one flat dict (defaults filled in)."""
+        runs = RunSettings.from_dict(self.inputs.runs.get_dict())
+        failures = FailureSettings.from_dict(self.inputs.failures.get_dict())
+        return {"temperature": float(self.inputs.temperature.value), "runs": runs.number, "steps": runs.steps,
+                "timestep": runs.timestep, "stride": runs.stride, "decorrelation": runs.decorrelation,
+                "thermalization": runs.thermalization, "seed": runs.seed, "max_concurrent": failures.max_concurrent,
+                "max_failed_fraction": failures.max_failed_fraction,
+                "reference_dipoles": self.inputs.reference_dipoles.value, "route": self.inputs.predict.route.value}
 
     def _md_inputs(self, label, **values):
         inputs = AttributeDict(self.exposed_inputs(MdWorkChain, namespace="md"))
@@ -155,9 +223,8 @@ class IRSpectrumWorkChain(SubmitOnce, WorkChain):
                                      steps=orm.Int(settings["steps"]), timestep=orm.Float(settings["timestep"]),
                                      stride=orm.Int(settings["stride"]), seed=orm.Int(settings["seed"] + k))
             if settings["reference_dipoles"]:
-                overrides = inputs.overrides.get_dict() if "overrides" in inputs else {}
-                parameters = {**overrides.get("parameters", {}), "record_dipoles": True}  # tblite's MD setting
-                inputs.overrides = orm.Dict({**overrides, "parameters": parameters})
+                overrides = inputs.engine_overrides.get_dict() if "engine_overrides" in inputs else {}
+                inputs.engine_overrides = orm.Dict(get_engine(inputs.engine.value).with_dipoles(overrides))
             launched[f"nve_{k}"] = self.submit(MdWorkChain, **inputs)
         self.report(f"launched NVE runs from snapshots {wave}")
         return ToContext(**launched)
@@ -214,9 +281,7 @@ class IRSpectrumWorkChain(SubmitOnce, WorkChain):
     def _trajectory_inputs(self, md_node):
         """The trajectory inputs of a prediction job: the MD run's remote file, where it can be read, else
         the stored TrajectoryData."""
-        from aiida_irspec.workflows.engines import REMOTE_TRAJECTORY
-
-        filename = REMOTE_TRAJECTORY.get(self.inputs.md.engine.value)
+        filename = get_engine(self.inputs.md.engine.value).remote_trajectory
         remote = md_node.outputs.remote_folder if "remote_folder" in md_node.outputs else None
         if filename and remote is not None and remote.computer.uuid == self.inputs.predict.code.computer.uuid:
             return {"remote_trajectory": remote, "trajectory_filename": orm.Str(filename)}
@@ -233,7 +298,7 @@ class IRSpectrumWorkChain(SubmitOnce, WorkChain):
         return self._too_many_failures()
 
     def _spectrum_settings(self):
-        return orm.Dict({**self.inputs.spectrum.get_dict(), "temperature": float(self._settings()["temperature"])})
+        return orm.Dict({**self.inputs.analysis.get_dict(), "temperature": float(self.inputs.temperature.value)})
 
     def aggregate(self):
         """The mean spectrum of the runs (and of the engine's own dipoles, when recorded)."""

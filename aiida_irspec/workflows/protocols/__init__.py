@@ -100,3 +100,4 @@ def load_protocol(engine, job, protocol=None):
     if protocol not in data["protocols"]:
         raise InputError(f"unknown protocol {protocol!r} for {engine} {job}: choose from {sorted(data['protocols'])}")
     return recursive_merge(data["default_inputs"], data["protocols"][protocol])
+
