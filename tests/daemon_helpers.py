@@ -33,6 +33,17 @@ def running_daemon(profile, workers=1):
         assert wait_until(lambda: not client.is_daemon_running, 60), "the daemon did not stop"
 
 
+def max_overlap(intervals):
+    """The largest number of (start, end) intervals that overlap at one instant."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals],
+                    key=lambda event: (event[0], event[1]))  # an end before a start at the same instant
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
 def daemon_computer(workdir, poll_interval=0.5):
     """A stored core.local/core.direct Computer ``localhost-daemon`` working in ``workdir``, polling its jobs
     every ``poll_interval`` s (10 s by default in AiiDA), one MPI process per machine by default."""

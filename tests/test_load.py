@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from daemon_helpers import WorkerMemory, daemon_computer, running_daemon
+from daemon_helpers import WorkerMemory, daemon_computer, max_overlap, running_daemon
 from vasp_mock import MAPPING, ZRO2_CONVERGED, zro2_born_charges_setup
 
 pytestmark = [pytest.mark.reliability, pytest.mark.services, pytest.mark.shared]
@@ -32,17 +32,6 @@ def count(process_type, states):
         "process_type": process_type, "attributes.process_state": {"in": states}}).count()
 
 
-def max_overlap(intervals):
-    """The largest number of (start, end) intervals that overlap at one instant."""
-    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals],
-                    key=lambda event: (event[0], event[1]))  # an end before a start at the same instant
-    running = peak = 0
-    for _, step in events:
-        running += step
-        peak = max(peak, running)
-    return peak
-
-
 @pytest.mark.timeout(1800)
 def test_200_reference_jobs_at_most_20_at_a_time(postgres_rabbitmq_profile, zro2_dir, tmp_path):
     from aiida import orm
@@ -53,20 +42,21 @@ def test_200_reference_jobs_at_most_20_at_a_time(postgres_rabbitmq_profile, zro2
     computer = daemon_computer(tmp_path / "work")
     numbers = [ZRO2_CONVERGED[k % len(ZRO2_CONVERGED)] for k in range(N_JOBS)]
     vasp = zro2_born_charges_setup(computer, zro2_dir, tmp_path, numbers)
-    settings = {"strategy": "farthest_point", "initial": N_JOBS - 1, "batch": 1, "budget": N_JOBS, "holdout": 1,
-                "error_estimate": "holdout", "target_error": 0.0, "max_concurrent": MAX_CONCURRENT}
+    selection = {"strategy": "farthest_point", "initial": N_JOBS - 1, "batch": 1, "budget": N_JOBS, "holdout": 1,
+                 "error_estimate": "holdout", "target_error": 1e-9}
     born_charges = {"engine": orm.Str("vasp"), "code": vasp["code"], "protocol": orm.Str("moderate"),
                     "options": orm.Dict(vasp["options"]),
                     "engine_inputs": {"potential_family": orm.Str(vasp["family"]),
                                       "potential_mapping": orm.Dict(MAPPING)}}
-    model_settings = {"descriptor": {"cutoff": 3.5, "n_radial": 3, "l_max": 1}, "baseline": "formal"}
+    model = {"descriptor": {"cutoff": 3.5, "n_radial": 3, "l_max": 1}, "baseline": "formal"}
 
     polled = []  # (time.monotonic(), reference jobs running, reference jobs finished)
     with running_daemon(postgres_rabbitmq_profile, workers=2) as client:
         with WorkerMemory(client) as memory:
             start = time.monotonic()
-            node = submit(ActiveLearningWorkChain, pool=vasp["pool"], settings=orm.Dict(settings),
-                          model_settings=orm.Dict(model_settings), born_charges=born_charges)
+            node = submit(ActiveLearningWorkChain, pool=vasp["pool"], selection=orm.Dict(selection),
+                          failures=orm.Dict({"max_concurrent": MAX_CONCURRENT}), model=orm.Dict(model),
+                          born_charges=born_charges)
             while not node.is_terminated and time.monotonic() - start < 1700:
                 polled.append((time.monotonic(), count(REFERENCE, ACTIVE), count(REFERENCE, ["finished"])))
                 time.sleep(0.5)
