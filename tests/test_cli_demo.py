@@ -22,7 +22,8 @@ profile, profile_created = setup_profile()
 computer, computer_created = setup_computer()
 codes = setup_codes(computer, irspec_executable())
 print(json.dumps({"profile": profile.name, "profile_created": profile_created, "storage": profile.storage_backend,
-                  "broker": profile.process_control_backend, "caching": profile.get_option("caching.default_enabled"),
+                  "broker": profile.process_control_backend, "caching": [profile.get_option("caching.default_enabled"),
+                              profile.get_option("caching.enabled_for")],
                   "default": get_config().default_profile_name, "computer": [computer.pk, computer_created],
                   "configured": computer.is_configured, "transport": computer.transport_type,
                   "codes": {label: [code.pk, created, code.default_calc_job_plugin, str(code.filepath_executable)]
@@ -36,7 +37,8 @@ def _fresh_env(aiida_path):
 
 
 def test_setup_from_a_fresh_config_is_idempotent(tmp_path):
-    """First call: profile irspec-demo (SQLite, no broker, caching on, default), localhost and both codes are
+    """First call: profile irspec-demo (SQLite, no broker, caching on for irspec.* calculations only, default),
+    localhost and both codes are
     created; second call (a new process): the same nodes, nothing created."""
     env = _fresh_env(tmp_path / "aiida")
     runs = [json.loads(subprocess.run([sys.executable, "-c", SETUP], env=env, capture_output=True, text=True,
@@ -44,7 +46,8 @@ def test_setup_from_a_fresh_config_is_idempotent(tmp_path):
     first, second = runs
     assert first["profile"] == second["profile"] == "irspec-demo" == first["default"]
     assert first["profile_created"] and not second["profile_created"]
-    assert first["storage"] == "core.sqlite_dos" and first["broker"] is None and first["caching"] is True
+    assert first["storage"] == "core.sqlite_dos" and first["broker"] is None
+    assert first["caching"] == [False, ["aiida.calculations:irspec.*"]]
     assert first["computer"][1] and second["computer"] == [first["computer"][0], False]
     assert first["configured"] and first["transport"] == "core.local"
     assert first["codes"]["tblite"][1:3] == [True, "irspec.tblite.md"]

@@ -6,6 +6,10 @@ after a change there, a rerun with caching on would reuse results of the old cod
 function one more input, ``numerics_version`` (Int, by default :data:`aiida_irspec.NUMERICS_VERSION`, read
 at each call), which is hashed like any input; callers pass nothing new. The function itself does not see
 it. The node is otherwise that of a plain ``@calcfunction``: same name, module, source file and lines.
+
+With those inputs and the ``CACHE_VERSION`` of the plugin's CalcJobs and parsers, the plugin's calculations
+are safe to cache: ``CACHED_PROCESSES`` is the pattern that switches caching on for them alone
+(``verdi config set caching.enabled_for aiida.calculations:irspec.*``; docs/reproducibility.md).
 """
 
 import functools
@@ -16,6 +20,7 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 VERSION_INPUT = "numerics_version"
+CACHED_PROCESSES = "aiida.calculations:irspec.*"  # every CalcJob and calcfunction entry point of the plugin
 
 
 def numerics_version():

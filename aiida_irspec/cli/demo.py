@@ -2,7 +2,8 @@
 
 It sets up what the campaign needs (a profile, the ``localhost`` computer, the codes ``tblite@localhost``
 and ``irspec@localhost``), reusing whatever exists, runs the water-dimer tblite campaign in the
-foreground with caching on (so a second run reuses every job) and writes the results to a folder.
+foreground with caching on for the plugin's calculations (so a second run reuses every job) and writes the
+results to a folder.
 
 Exit codes: 0 success; 2 invalid spec; 3 no usable profile; 4 the campaign did not finish successfully.
 """
@@ -37,12 +38,15 @@ def irspec_executable():
 
 def setup_profile(name=None):
     """Load profile ``name``; without a name the default profile if it loads, else the SQLite, broker-less
-    profile ``irspec-demo`` (created on first use, with caching enabled; default if there was none).
+    profile ``irspec-demo`` (created on first use, with caching enabled for the plugin's calculations,
+    ``caching.enabled_for``; default if there was none).
     Returns (profile, created)."""
     from aiida import load_profile
     from aiida.common import exceptions
     from aiida.manage import get_manager
     from aiida.manage.configuration import create_profile, get_config
+
+    from aiida_irspec.calculations.versioned import CACHED_PROCESSES
 
     config = get_config(create=True)
     if name is not None:
@@ -61,12 +65,13 @@ def setup_profile(name=None):
     if created:
         profile = create_profile(config, name=DEMO_PROFILE, email=DEMO_EMAIL, storage_backend="core.sqlite_dos",
                                  storage_config={}, broker_backend=None, broker_config=None)
-        config.set_option("caching.default_enabled", True, scope=profile.name)
+        config.set_option("caching.enabled_for", [CACHED_PROCESSES], scope=profile.name)
         config.set_option("runner.poll.interval", 1, scope=profile.name)
         if not config.default_profile_name:
             config.set_default_profile(profile.name)
         config.store()
-        click.echo(f"Created the AiiDA profile {DEMO_PROFILE!r} (SQLite, no broker, caching on) in {config.dirpath}")
+        click.echo(f"Created the AiiDA profile {DEMO_PROFILE!r} (SQLite, no broker, caching on for "
+                   f"{CACHED_PROCESSES}) in {config.dirpath}")
     return load_profile(DEMO_PROFILE, allow_switch=True), created
 
 
@@ -133,14 +138,16 @@ def terse_reports():
 
 
 def run_campaign(spec_path):
-    """Run the campaign of ``spec_path`` in the foreground with caching on; returns its node."""
+    """Run the campaign of ``spec_path`` in the foreground with caching on for the plugin's calculations (on
+    any profile); returns its node."""
     from aiida.engine import run_get_node
     from aiida.manage.caching import enable_caching
 
+    from aiida_irspec.calculations.versioned import CACHED_PROCESSES
     from aiida_irspec.workflows.campaign import builder_from_file
 
     builder = builder_from_file(spec_path)
-    with enable_caching(), terse_reports():
+    with enable_caching(identifier=CACHED_PROCESSES), terse_reports():
         _, node = run_get_node(builder)
     return node
 
