@@ -157,27 +157,47 @@ def xdatcar_bytes(tmp_path_factory):
 
 @pytest.mark.parametrize("run", RUNS)
 def test_fuzz_xdatcar_trajectory(xdatcar_bytes, tmp_path, run):
-    """read_md_trajectory(xdatcar=...): error, or frames of finite unwrapped positions and cells."""
-    from aiida_irspec.engines.vasp import read_md_trajectory
+    """read_trajectory on an XDATCAR: error, or frames of finite unwrapped positions and cells."""
+    from aiida_irspec.io.vasp import read_trajectory
 
-    fuzz_file(run, tmp_path / "XDATCAR", xdatcar_bytes, lambda path: read_md_trajectory(timestep=1.0, xdatcar=path),
+    fuzz_file(run, tmp_path / "XDATCAR", xdatcar_bytes, lambda path: read_trajectory(path, timestep=1.0),
               valid_md_trajectory)
 
 
 @pytest.mark.shared
 @pytest.mark.parametrize("run", RUNS)
 def test_fuzz_vasprun_md_trajectory(shared_data, tmp_path, run):
-    """read_md_trajectory(vasprun=...) on a real 5-step vasprun.xml damaged in its ionic steps."""
-    from aiida_irspec.engines.vasp import read_md_trajectory
+    """read_trajectory on a real MLFF training vasprun.xml (DFT and ML steps) damaged from its first step on."""
+    import gzip
 
-    data = (shared_data / "aiida-vasp" / "exit_codes" / "ionic-unconverged" / "out" / "vasprun.xml").read_bytes()
-    fuzz_file(run, tmp_path / "vasprun.xml", data, lambda path: read_md_trajectory(timestep=2.0, vasprun=path),
-              valid_md_trajectory, start=data.find(b"<calculation>"))
+    from aiida_irspec.io.vasp import read_trajectory
+
+    data = gzip.decompress((shared_data / "vasp-md" / "pmg-vasprun.ml_md.xml" / "vasprun.ml_md.xml.gz").read_bytes())
+    cut = 0
+    for _ in range(4):  # cut before the 4th bare (ML) step: 9 DFT and 3 ML steps keep each example fast
+        cut = data.find(b"\n <structure>\n", cut + 1)
+    data = data[:cut]
+    fuzz_file(run, tmp_path / "vasprun.xml", data, read_trajectory, valid_md_trajectory,
+              start=data.find(b"<calculation>"))
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("run", RUNS)
+def test_fuzz_outcar_md_trajectory(shared_data, tmp_path, run):
+    """read_trajectory on a real MLFF training OUTCAR (DFT and ML steps) damaged in its steps."""
+    from aiida_irspec.io.vasp import read_trajectory
+
+    data = (shared_data / "vasp-md" / "dpdata-OUTCAR.ch4.ml" / "OUTCAR.ch4.ml").read_bytes()
+    fuzz_file(run, tmp_path / "OUTCAR", data, read_trajectory, valid_md_trajectory,
+              start=data.find(b"POSITION"))
 
 
 def valid_md_trajectory(trajectory):
-    assert trajectory.positions.shape == (len(trajectory.times), len(trajectory.symbols), 3)
+    frames = len(trajectory.steps)
+    assert trajectory.positions.shape == (frames, len(trajectory.numbers), 3) and frames >= 1
+    assert trajectory.times is None or trajectory.times.shape == (frames,)
     assert finite(trajectory.positions, trajectory.cells)
+    assert trajectory.velocity_problem() is not None or np.all(np.isfinite(trajectory.velocities()))
 
 
 # ---- trajectories, runs and curves of the package ------------------------------------------------------

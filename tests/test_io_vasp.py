@@ -1,7 +1,9 @@
-"""The VASP readers on real outputs (VASP 6.1 ZrO2 set, VASP 5.4 run of aiida-vasp) and on broken copies."""
+"""The VASP readers on real outputs (VASP 6.1 ZrO2 set, VASP 5.4 run of aiida-vasp, the real MD outputs of
+../shared/data/vasp-md) and on broken copies."""
 
 import gzip
 import hashlib
+import re
 import time
 
 import ase.io
@@ -10,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiida_irspec.exceptions import MalformedFileError
+from aiida_irspec.exceptions import InputError, MalformedFileError
 from aiida_irspec.io.vasp import (
     parse_born_charges,
     read_born_charges,
@@ -336,3 +338,331 @@ def test_fuzz_outcar_reader(outcar54_tail, mutations):
         return
     assert record.born_charges.shape == (26, 3, 3)
     assert np.all(np.isfinite(record.born_charges))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# compression and encoding of every VASP file
+
+
+@pytest.mark.parametrize("compression", ["xz", "bz2", "lzma"])
+def test_born_charges_from_xz_bz2_lzma(bec_dir, tmp_path, compression):
+    """phonopy ships vasprun.xml-born.xz: xz, bz2 and lzma are read by their magic bytes, not their names."""
+    import bz2
+    import lzma
+
+    data = (bec_dir / "vasprun.xml").read_bytes()
+    packed = {"xz": lambda d: lzma.compress(d, format=lzma.FORMAT_XZ), "bz2": bz2.compress,
+              "lzma": lambda d: lzma.compress(d, format=lzma.FORMAT_ALONE)}[compression](data)
+    path = tmp_path / "vasprun.xml-born"
+    path.write_bytes(packed)
+    record = read_born_charges(path)
+    np.testing.assert_array_equal(record.born_charges, read_born_charges(bec_dir / "vasprun.xml").born_charges)
+    assert record.source["sha256"] == hashlib.sha256(packed).hexdigest()
+    path.write_bytes(packed[: len(packed) // 2])
+    error = _raises(path, None, f"complete {compression} stream")
+    assert compression in error.found and "binary" not in str(error)
+
+
+def test_zip_is_named_not_binary(bec_dir, tmp_path):
+    import zipfile
+
+    path = tmp_path / "run.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(bec_dir / "OUTCAR", "OUTCAR")
+    error = _raises(path, None, "plain, gzip, xz, bz2 or lzma")
+    assert "zip-compressed" in error.found
+
+
+def test_declared_iso_8859_1_encoding(bec_dir, tmp_path):
+    """VASP declares encoding="ISO-8859-1": a degree sign (byte 0xb0) in SYSTEM is read, in vasprun.xml and
+    in the OUTCAR alike."""
+    data = (bec_dir / "vasprun.xml").read_bytes()
+    assert b'encoding="ISO-8859-1"' in data[:100]
+    system = re.search(rb'<i type="string" name="SYSTEM">[^<]*</i>', data).group()
+    marked = data.replace(system, b'<i type="string" name="SYSTEM">ZrO2 at 300 \xb0C</i>', 1)
+    path = tmp_path / "vasprun.xml"
+    path.write_bytes(marked)
+    np.testing.assert_array_equal(read_born_charges(path).born_charges,
+                                  read_born_charges(bec_dir / "vasprun.xml").born_charges)
+    outcar = (bec_dir / "OUTCAR").read_bytes().replace(b"SYSTEM =", b"SYSTEM = 300 \xb0C", 1)
+    (tmp_path / "OUTCAR").write_bytes(outcar)
+    assert read_born_charges(tmp_path / "OUTCAR").born_charges.shape == (26, 3, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MD trajectories: every real file in ../shared/data/vasp-md (README there), read as the file says
+
+MD = {  # folder/file: atoms, frames, first and last step, step spacing, POTIM (None: the file states none)
+    "pmg-vasprun.ml_md.xml/vasprun.ml_md.xml.gz": (80, 100, 1, 100, 1, 1.0),
+    "dpdata-OUTCAR.ch4.ml/OUTCAR.ch4.ml": (5, 10, 1, 10, 1, 1.0),
+    "vaspi-OUTCAR.istart1/OUTCAR.istart1": (2, 12, 1, 12, 1, None),
+    "pmg-vasprun.md.xml/vasprun.md.xml.gz": (64, 10, 1, 10, 1, 3.0),
+    "dpdata-Ti-aimd-nwrite0_vasprun.xml/vasprun.xml": (32, 10, 1, 10, 1, 2.0),
+    "dpdata-Ti-aimd-nwrite0_OUTCAR/OUTCAR": (32, 2, 1, 10, 9, 2.0),
+    "pmg-XDATCAR.MD/XDATCAR.MD": (80, 5, 1, 5, 1, None),
+    "quach-XDATCAR/XDATCAR": (166, 100, 50, 5000, 50, None),
+    "crs2-relax_XDATCAR/XDATCAR": (27, 8, 1, 8, 1, None),
+}
+
+
+@pytest.fixture(scope="module")
+def md_dir(shared_data):
+    return shared_data / "vasp-md"
+
+
+@pytest.mark.parametrize("name", sorted(MD))
+def test_every_real_md_file(md_dir, name):
+    """Frame count, step numbers, times and cells as each file states them; positions unwrapped."""
+    from aiida_irspec.io.vasp import read_trajectory
+
+    atoms, frames, first, last, spacing, potim = MD[name]
+    trajectory = read_trajectory(md_dir / name)
+    assert trajectory.positions.shape == (frames, atoms, 3) and trajectory.cells.shape == (frames, 3, 3)
+    assert trajectory.steps[0] == first and trajectory.steps[-1] == last
+    assert set(np.diff(trajectory.steps)) <= {spacing}
+    assert trajectory.timestep == potim
+    if potim is None:
+        assert trajectory.times is None and trajectory.velocity_problem().endswith("give timestep")
+        with_dt = read_trajectory(md_dir / name, timestep=0.5)
+        np.testing.assert_allclose(with_dt.times, (trajectory.steps - 1) * 0.5, rtol=0, atol=1e-12)
+    else:
+        np.testing.assert_allclose(trajectory.times, (trajectory.steps - 1) * potim, rtol=0, atol=1e-12)
+        with pytest.raises(InputError, match="disagrees with the file's POTIM"):
+            read_trajectory(md_dir / name, timestep=potim * 2)
+    fractional_steps = np.einsum("fnk,fkj->fnj", np.diff(trajectory.positions, axis=0),
+                                 np.linalg.inv(trajectory.cells[1:]))
+    assert np.abs(fractional_steps).max() < 0.5  # unwrapped: no jump by a lattice vector
+    assert len(trajectory.numbers) == atoms and trajectory.source["path"] == str(md_dir / name)
+
+
+def test_xdatcar_and_vasprun_frames_equal_ase(md_dir):
+    """Positions (up to lattice vectors) and cells equal ASE's reading wherever ASE reads the frames: every
+    XDATCAR configuration, the <calculation> steps of vasprun.xml (ASE reads only those)."""
+    from aiida_irspec.io.vasp import read_trajectory
+
+    for name in sorted(MD):
+        if "OUTCAR" in name:
+            continue  # ASE 3.29 fails on these three OUTCARs (README)
+        kind = "vasp-xdatcar" if "XDATCAR" in name else "vasp-xml"
+        reference = ase.io.read(md_dir / name, index=":", format=kind)
+        trajectory = read_trajectory(md_dir / name, timestep=1.0 if kind == "vasp-xdatcar" else None)
+        frames = np.flatnonzero(trajectory.origin != "ml")
+        assert len(frames) == len(reference), name
+        for frame, atoms in zip(frames, reference):
+            np.testing.assert_allclose(trajectory.cells[frame], atoms.cell.array, rtol=0, atol=1e-12)
+            delta = (trajectory.positions[frame] - atoms.positions) @ np.linalg.inv(atoms.cell.array)
+            np.testing.assert_allclose(delta, np.round(delta), rtol=0, atol=1e-9)
+
+
+def test_mlff_training_vasprun_every_step(md_dir):
+    """VASP 6.3 on-the-fly training: 20 DFT steps in <calculation>, 80 ML steps outside, all 100 in order.
+    The frames are consecutive POTIM = 1 fs steps: the kinetic energy of the finite-difference velocities
+    equals VASP's own 'kinetic' of each step to 1% (a reader that kept the 20 DFT steps 1 fs apart gives
+    velocities ~100 times too large)."""
+    from aiida_irspec.io.vasp import kinetic_energy_of, read_trajectory
+
+    trajectory = read_trajectory(md_dir / "pmg-vasprun.ml_md.xml/vasprun.ml_md.xml.gz")
+    dft = trajectory.steps[trajectory.origin == "dft"]
+    assert dft.tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 18, 25, 35, 42, 52, 62, 72, 82, 92]
+    assert set(trajectory.origin) == {"dft", "ml"} and trajectory.source["complete"]
+    assert trajectory.source["compression"] == "gzip" and "bare <structure>" in trajectory.source["layout"]
+    assert trajectory.energy[0] == -525.07195568 and trajectory.energy[-1] == -524.69015916  # first, last in file
+    ratio = kinetic_energy_of(trajectory.velocities(), trajectory.masses)[1:-1] / trajectory.kinetic_energy[1:-1]
+    assert np.all(np.abs(ratio - 1) < 0.01)
+    assert np.abs(trajectory.velocities()).max() < 0.1  # A/fs: thermal speeds at 300 K, H included
+
+
+def test_mlff_production_layout_without_calculation(md_dir, tmp_path):
+    """A production run with a trained force field writes no <calculation> block (pymatgen issue 4200): made
+    here from the real training file by dropping its <calculation> blocks, which leaves the real bare
+    <structure>/<energy> layout of its 80 ML steps."""
+    from aiida_irspec.io.vasp import read_trajectory
+
+    text = gzip.decompress((md_dir / "pmg-vasprun.ml_md.xml/vasprun.ml_md.xml.gz").read_bytes()).decode("latin-1")
+    production = re.sub(r"\n <calculation>.*?\n </calculation>", "", text, flags=re.S)
+    assert "<calculation>" not in production
+    path = tmp_path / "vasprun.xml"
+    path.write_bytes(production.encode("latin-1"))
+    trajectory = read_trajectory(path)
+    full = read_trajectory(md_dir / "pmg-vasprun.ml_md.xml/vasprun.ml_md.xml.gz")
+    assert len(trajectory.steps) == 80 and set(trajectory.origin) == {"ml"}
+    assert trajectory.source["layout"].startswith("machine-learned steps")
+    np.testing.assert_array_equal(trajectory.energy, full.energy[full.origin == "ml"])
+    np.testing.assert_allclose(trajectory.cells, full.cells[full.origin == "ml"])
+
+
+def test_mlff_outcar_dft_and_ml_steps(md_dir):
+    """VASP 6.3 training OUTCAR (NpT): each step has an ML block, 4 also a DFT block; the frame takes the DFT
+    positions and 'free energy TOTEN' where there are some, else the ML ones; the cell follows the run."""
+    from aiida_irspec.io.vasp import read_trajectory
+
+    trajectory = read_trajectory(md_dir / "dpdata-OUTCAR.ch4.ml/OUTCAR.ch4.ml")
+    assert trajectory.origin.tolist().count("dft") == 4 and trajectory.source["complete"]
+    assert trajectory.energy[:4].tolist() == [-24.12709802, -24.12724275, -24.12737148, -24.12729692]
+    assert trajectory.origin[:4].tolist() == ["dft", "dft", "dft", "ml"]
+    volumes = np.abs(np.linalg.det(trajectory.cells))
+    assert volumes[0] == pytest.approx(1000.0, abs=1e-6) and volumes[-1] == pytest.approx(1000.58, abs=0.01)
+    assert trajectory.kinetic_energy[0] == 0.000027
+
+
+def test_outcar_nwrite0_gaps_reported(md_dir):
+    """NWRITE = 0 prints positions for steps 1 and 10 only: two frames, steps 2-9 listed as missing, no
+    velocities; the two frames equal the same run's vasprun.xml."""
+    from aiida_irspec.io.vasp import read_trajectory
+
+    outcar = read_trajectory(md_dir / "dpdata-Ti-aimd-nwrite0_OUTCAR/OUTCAR")
+    assert outcar.missing_steps.tolist() == list(range(2, 10))
+    assert "steps 2-9 have no positions" in outcar.source["notes"][0]
+    with pytest.raises(InputError, match="steps 2-9 have no positions"):
+        outcar.velocities()
+    vasprun = read_trajectory(md_dir / "dpdata-Ti-aimd-nwrite0_vasprun.xml/vasprun.xml")
+    np.testing.assert_allclose(outcar.positions, vasprun.positions[[0, 9]], rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(outcar.energy, vasprun.energy[[0, 9]])
+    np.testing.assert_allclose(outcar.cells, vasprun.cells[[0, 9]], rtol=0, atol=1e-8)
+
+
+def test_outcar_cut_off_and_interactive(md_dir, tmp_path):
+    """The interactive-mode OUTCAR ends right after 'Ionic step 13': steps 1-12 are kept, the cut is said;
+    a vasprun.xml cut mid-run keeps its complete steps."""
+    from aiida_irspec.io.vasp import read_trajectory
+
+    interactive = read_trajectory(md_dir / "vaspi-OUTCAR.istart1/OUTCAR.istart1")
+    assert not interactive.source["complete"] and "step 13" in interactive.source["notes"][0]
+    text = gzip.decompress((md_dir / "pmg-vasprun.ml_md.xml/vasprun.ml_md.xml.gz").read_bytes())
+    cut = tmp_path / "vasprun.xml"
+    cut.write_bytes(text[: len(text) // 2])
+    trajectory = read_trajectory(cut)
+    assert 20 < len(trajectory.steps) < 80 and not trajectory.source["complete"]
+    assert trajectory.steps.tolist() == list(range(1, len(trajectory.steps) + 1))
+
+
+def test_uneven_frames_are_never_differenced(md_dir):
+    """XDATCAR numbered 50, 100, ...: velocities over the stored spacing; frames at uneven steps: refused."""
+    from aiida_irspec.io.vasp import VaspTrajectory, read_trajectory
+
+    trajectory = read_trajectory(md_dir / "quach-XDATCAR/XDATCAR", timestep=0.5)
+    assert trajectory.velocities().shape == (100, 166, 3)
+    uneven = VaspTrajectory(**{**trajectory.__dict__, "steps": trajectory.steps ** 2 // 50,
+                               "times": (trajectory.steps ** 2 // 50 - 1) * 0.5})
+    with pytest.raises(InputError, match="not evenly spaced"):
+        uneven.velocities()
+
+
+def test_pdot_reads_every_step_of_vasp_files(md_dir):
+    """The trajectory reader of `aiida-irspec pdot` takes VASP files through read_trajectory: all 100 steps of
+    the MLFF training run with the file's times; an OUTCAR with gaps is refused."""
+    from aiida_irspec.campaign.pdot import read_trajectory
+
+    trajectory = read_trajectory(md_dir / "pmg-vasprun.ml_md.xml/vasprun.ml_md.xml.gz")
+    assert trajectory["positions"].shape == (100, 80, 3) and trajectory["times"][-1] == 99.0
+    with pytest.raises(InputError, match="evenly sampled"):
+        read_trajectory(md_dir / "dpdata-Ti-aimd-nwrite0_OUTCAR/OUTCAR")
+    with pytest.raises(InputError, match="states no time step"):
+        read_trajectory(md_dir / "pmg-XDATCAR.MD/XDATCAR.MD")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# unwrapping, velocities, temperature (synthetic trajectories with exact answers)
+
+
+def triclinic_cell():
+    return np.array([[5.0, 0.0, 0.0], [1.2, 4.5, 0.0], [0.7, -0.9, 6.0]])
+
+
+def oscillating_trajectory(times):
+    """Positions (F, 3, 3) of three atoms drifting through the cell faces and oscillating; exact velocities."""
+    rng = np.random.default_rng(3)
+    start, drift = rng.uniform(0, 5, (3, 3)), rng.normal(0, 0.08, (3, 3))
+    amplitude, omega = rng.uniform(0.1, 0.3, (3, 3)), 2 * np.pi / 60.0
+    t = times[:, None, None]
+    positions = start + drift * t + amplitude * np.sin(omega * t)
+    velocities = drift + amplitude * omega * np.cos(omega * t)
+    return positions, velocities
+
+
+def test_unwrap_positions_undoes_folding():
+    """Folded positions come back continuous, the same with one cell (vectorised) and per-frame cells."""
+    from aiida_irspec.io.vasp import unwrap_positions
+
+    times = np.arange(200) * 1.0
+    positions, _ = oscillating_trajectory(times)
+    cell = triclinic_cell()
+    fractional = positions @ np.linalg.inv(cell)
+    assert np.ptp(np.floor(fractional)) > 0  # the atoms do cross cell faces
+    cells = np.repeat(cell[None], len(times), axis=0)
+    unwrapped = unwrap_positions((fractional % 1.0) @ cell, cells)
+    shift = positions[0] - unwrapped[0]
+    np.testing.assert_allclose(unwrapped + shift, positions, atol=1e-10)
+    breathing = cells * (1 + 1e-3 * np.sin(times / 30))[:, None, None]  # a cell that changes every frame
+    unwrapped = unwrap_positions(np.einsum("fnj,fjk->fnk", fractional % 1.0, breathing), breathing)
+    np.testing.assert_allclose(np.einsum("fnk,fkj->fnj", unwrapped, np.linalg.inv(breathing)),
+                               fractional - np.floor(fractional[0]), atol=1e-9)
+    molecule = np.zeros((len(times), 3, 3))  # no cell: left as it is
+    np.testing.assert_array_equal(unwrap_positions(positions, molecule), positions)
+
+
+def test_velocities_central_differences_second_order():
+    from aiida_irspec.io.vasp import velocities_from_positions
+
+    errors = []
+    for dt in (1.0, 0.5):
+        times = np.arange(0, 120, dt)
+        positions, exact = oscillating_trajectory(times)
+        estimate = velocities_from_positions(positions, times)
+        errors.append(np.abs(estimate - exact)[1:-1].max())
+    assert errors[0] < 1e-3
+    assert 3.5 < errors[0] / errors[1] < 4.5  # O(dt^2)
+    with pytest.raises(InputError):
+        velocities_from_positions(positions[:1], times[:1])
+    with pytest.raises(InputError, match="evenly spaced"):
+        velocities_from_positions(positions[:3], np.array([0.0, 1.0, 3.0]))
+
+
+def test_temperature_from_kinetic_uses_3n_minus_3():
+    from aiida_irspec import units
+    from aiida_irspec.io.vasp import temperature_from_kinetic
+
+    n_atoms, temperature = 10, 300.0
+    kinetic = 0.5 * (3 * n_atoms - 3) * units.BOLTZMANN_EV * temperature
+    assert temperature_from_kinetic(kinetic, n_atoms) == pytest.approx(temperature, rel=1e-14)
+
+
+def test_xdatcar_written_by_ase_roundtrip(tmp_path):
+    """A synthetic trajectory written by ASE's XDATCAR writer (folded into the cell, 8 decimals) comes back
+    unwrapped, with velocities from central differences."""
+    from ase import Atoms
+    from ase.io import write
+
+    from aiida_irspec.io.vasp import read_trajectory
+
+    timestep = 0.5
+    times = np.arange(100) * timestep
+    positions, exact = oscillating_trajectory(times)
+    frames = [Atoms("OH2", positions=p, cell=triclinic_cell(), pbc=True) for p in positions]
+    for frame in frames:
+        frame.wrap()
+    write(tmp_path / "XDATCAR", frames, format="vasp-xdatcar")
+    trajectory = read_trajectory(tmp_path / "XDATCAR", timestep=timestep)
+    assert trajectory.symbols == ["O", "H", "H"] and trajectory.source["format"] == "xdatcar"
+    np.testing.assert_allclose(trajectory.times, times, rtol=0, atol=1e-12)
+    shift = positions[0] - trajectory.positions[0]
+    np.testing.assert_allclose(trajectory.positions + shift, positions, atol=1e-7)
+    assert trajectory.energy is None and trajectory.kinetic_energy is None
+    np.testing.assert_allclose(trajectory.velocities()[1:-1], exact[1:-1], atol=2e-3)
+
+
+def test_relaxation_vasprun_and_contcar(shared_data):
+    """A real relaxation (not MD): its steps are read, without times (POTIM is no time step there); CONTCAR's
+    velocity block is read when VASP wrote one."""
+    from aiida_irspec.io.vasp import read_final_velocities, read_trajectory
+
+    path = shared_data / "aiida-vasp" / "exit_codes" / "ionic-unconverged" / "out" / "vasprun.xml"
+    trajectory = read_trajectory(path)
+    assert len(trajectory.steps) == 5 and trajectory.times is None
+    reference = ase.io.read(path, index=":", format="vasp-xml")
+    np.testing.assert_allclose(trajectory.energy, [atoms.calc.results["free_energy"] for atoms in reference],
+                               rtol=0, atol=1e-8)
+    run = shared_data / "aiida-vasp" / "born_effective_charge"
+    velocities = read_final_velocities(run / "CONTCAR")  # VASP writes a (zero) velocity block
+    assert velocities.shape == (26, 3) and not velocities.any()
+    assert read_final_velocities(run / "POSCAR") is None

@@ -238,7 +238,7 @@ def test_md_inputs_nvt_langevin_train_with_velocities(vasp_env, zro2_dir, tmp_pa
     assert {key: incar[key] for key in expected} == expected and "ML_OUTBLOCK" not in incar
     atoms = read(dry / "POSCAR", format="vasp")
     np.testing.assert_allclose(atoms.positions, structure.get_ase().positions, atol=1e-8)
-    from aiida_irspec.engines.vasp import read_final_velocities
+    from aiida_irspec.io.vasp import read_final_velocities
 
     lines = (dry / "POSCAR").read_text().splitlines()
     assert lines[-97] == "Cartesian"  # VASP's POSCAR velocity block, Angstrom/fs
@@ -276,7 +276,7 @@ def test_md_end_to_end_plumbing(vasp_env, shared_data, tmp_path):
     from aiida import orm
     from aiida.plugins import WorkflowFactory
 
-    from aiida_irspec.engines.vasp import read_md_trajectory
+    from aiida_irspec.io.vasp import read_trajectory
 
     run = shared_data / "aiida-vasp" / "exit_codes" / "ionic-unconverged" / "out"
     ml_ff_path = tmp_path / "remote" / "ML_FFN"
@@ -301,11 +301,11 @@ def test_md_end_to_end_plumbing(vasp_env, shared_data, tmp_path):
     workdir = pathlib.Path(calc.outputs.remote_folder.get_remote_path())
     assert (workdir / "ML_FF").read_text() == ml_ff_path.read_text()
     trajectory = node.outputs.trajectory
-    reference = read_md_trajectory(timestep=2.0, vasprun=run / "vasprun.xml")
+    reference = read_trajectory(run / "vasprun.xml", timestep=2.0)
     np.testing.assert_array_equal(trajectory.get_array("times"), [0.0, 2.0, 4.0, 6.0, 8.0])
     np.testing.assert_array_equal(trajectory.get_positions(), reference.positions)
-    np.testing.assert_array_equal(trajectory.get_array("velocities"), reference.velocities)
-    np.testing.assert_array_equal(trajectory.get_array("potential_energy"), reference.potential_energy)
+    np.testing.assert_array_equal(trajectory.get_array("velocities"), reference.velocities())
+    np.testing.assert_array_equal(trajectory.get_array("potential_energy"), reference.energy)
     assert trajectory.base.attributes.get("units")["velocities"] == "Angstrom/fs"
     assert node.outputs.final_velocities.base.attributes.get("source") == "CONTCAR"
     assert not node.outputs.final_velocities.get_array("velocities").any()  # the relaxation's CONTCAR: zeros

@@ -21,26 +21,10 @@ import pathlib
 import numpy as np
 
 from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, InputError, MalformedFileError, open_npz
+from aiida_irspec.io.vasp import unwrap_positions as unwrap
 
 ROUTES = ("velocity", "polarization")
 REQUIRED_NPZ = ("times", "positions", "cells", "numbers")
-
-
-def unwrap(positions, cells):
-    """Positions (F, N, 3) made continuous: each step is the minimum image of the raw step (cells (F, 3, 3)).
-
-    Only whole lattice vectors are subtracted, so positions that are already continuous come back unchanged.
-    """
-    positions = np.array(positions, dtype=float)
-    for f in range(1, len(positions)):
-        cell = cells[f]
-        if not np.any(cell):
-            continue
-        step = positions[f] - positions[f - 1]
-        jumps = np.round(np.linalg.solve(cell.T, step.T).T)
-        if jumps.any():
-            positions[f] -= jumps @ cell
-    return positions
 
 
 def read_trajectory(path, timestep=None):
@@ -63,6 +47,19 @@ def read_trajectory(path, timestep=None):
         positions = unwrap(arrays["positions"], arrays["cells"]) if pbc.any() else arrays["positions"]
         return {"times": arrays["times"], "positions": positions, "cells": arrays["cells"],
                 "numbers": arrays["numbers"], "pbc": pbc, "velocities": arrays.get("velocities")}
+    from aiida_irspec.io import vasp
+
+    with vasp.open_vasp_file(path) as handle:
+        head = handle.read(4096)
+    if vasp.detect_format(head):  # every stored step of a vasprun.xml, OUTCAR or XDATCAR, times from the file
+        trajectory = vasp.read_trajectory(path, timestep)
+        if trajectory.times is None:
+            raise InputError(f"{path}: the file states no time step: give the time between frames (fs)")
+        problem = trajectory.spacing_problem()
+        if problem:
+            raise InputError(f"a spectrum needs an evenly sampled trajectory: {problem}")
+        return {"times": trajectory.times, "positions": trajectory.positions, "cells": trajectory.cells,
+                "numbers": trajectory.numbers, "pbc": np.ones(3, dtype=bool), "velocities": None}
     if timestep is None or not 0 < timestep < np.inf:
         raise InputError(f"{path}: give the time between frames (fs) for a trajectory that is not an npz file")
     import ase.io

@@ -23,8 +23,9 @@ from aiida.engine import ProcessHandlerReport, process_handler
 
 from aiida_irspec.calculations.vasp_md import VaspMdCalculation
 from aiida_irspec.calculations.versioned import versioned_calcfunction
-from aiida_irspec.engines.vasp import md_incar, read_final_velocities, read_md_trajectory
+from aiida_irspec.engines.vasp import md_incar
 from aiida_irspec.exceptions import InputError, MalformedFileError
+from aiida_irspec.io.vasp import kinetic_energy_of, read_final_velocities, read_trajectory, temperature_from_kinetic
 from aiida_irspec.workflows.protocols import load_protocol
 from aiida_irspec.workflows.vasp.base import VaspRestartWorkChain, killed_for_walltime
 
@@ -42,21 +43,23 @@ def parser_settings(ml_mode):
 
 
 def trajectory_arrays(folder, parameters):
-    """(MDTrajectory, final velocities (N, 3) or None, final ase.Atoms or None) from a retrieved folder path."""
+    """(VaspTrajectory, final velocities (N, 3) or None, final ase.Atoms or None) from a retrieved folder path.
+
+    vasprun.xml first (every stored step, DFT and machine-learned, with energies and POTIM); XDATCAR when there
+    is no readable vasprun.xml (positions only; POTIM from the INCAR ``parameters``). None when neither reads.
+    """
     from ase.io import read
 
-    potim = float(parameters.get("POTIM", parameters.get("potim", 0.5)))
-    stride = int(parameters.get("ML_OUTBLOCK", parameters.get("ml_outblock", 1)))
     names = {path.name for path in folder.iterdir()}
+    potim = float(parameters.get("POTIM", parameters.get("potim", 0.5)))  # the run's INCAR: agrees with the file
+    trajectory = None
     if "vasprun.xml" in names:
         try:
-            trajectory = read_md_trajectory(timestep=potim, stride=stride, vasprun=folder / "vasprun.xml")
-        except ValueError:
+            trajectory = read_trajectory(folder / "vasprun.xml", timestep=potim)
+        except MalformedFileError:
             trajectory = None
-    else:
-        trajectory = None
     if trajectory is None and "XDATCAR" in names:
-        trajectory = read_md_trajectory(timestep=potim, stride=stride, xdatcar=folder / "XDATCAR")
+        trajectory = read_trajectory(folder / "XDATCAR", timestep=potim)
     final_velocities, final_atoms = None, None
     if "CONTCAR" in names:
         final_atoms = read(folder / "CONTCAR", format="vasp")
@@ -71,25 +74,38 @@ def trajectory_from_vasp(retrieved, parameters):
         trajectory, final_velocities, final_atoms = trajectory_arrays(folder, parameters.get_dict())
     if trajectory is None:
         raise MalformedFileError("retrieved", None, "MD frames in vasprun.xml or XDATCAR")
+    problem = trajectory.velocity_problem()
+    velocities = None if problem else trajectory.velocities()
     node = orm.TrajectoryData()
     node.set_trajectory(symbols=trajectory.symbols, positions=trajectory.positions, cells=trajectory.cells,
-                        times=trajectory.times, velocities=trajectory.velocities, stepids=trajectory.steps)
-    node.set_array("kinetic_energy", trajectory.kinetic_energy)
-    node.set_array("temperature", trajectory.temperature)
-    if trajectory.potential_energy is not None:
-        node.set_array("potential_energy", trajectory.potential_energy)
+                        times=trajectory.times, velocities=velocities, stepids=trajectory.steps)
+    node.set_array("origin", trajectory.origin)
+    kinetic = trajectory.kinetic_energy
+    if kinetic is None and velocities is not None:
+        kinetic = kinetic_energy_of(velocities, trajectory.masses)
+    if kinetic is not None:
+        node.set_array("kinetic_energy", kinetic)
+        node.set_array("temperature", temperature_from_kinetic(kinetic, len(trajectory.numbers)))
+    if trajectory.energy is not None:
+        node.set_array("potential_energy", trajectory.energy)
+    source = {key: value for key, value in trajectory.source.items() if value is not None}
+    source["kinetic_energy"] = ("VASP" if trajectory.kinetic_energy is not None else
+                                "finite-difference velocities" if kinetic is not None else "none")
     node.base.attributes.set("units", UNITS)
-    node.base.attributes.set("source", {key: str(value) for key, value in trajectory.source.items()})
-    node.base.attributes.set("velocities_from", "central differences of the unwrapped positions")
-    if final_velocities is None:
-        final_velocities = trajectory.velocities[-1]
+    node.base.attributes.set("source", source)
+    node.base.attributes.set("velocities_from", "central differences of the unwrapped positions" if problem is None
+                             else f"none: {problem}")
+    if final_velocities is None and velocities is not None:
+        final_velocities = velocities[-1]
         velocity_source = "finite difference (CONTCAR has no velocity block)"
     else:
         velocity_source = "CONTCAR"
-    velocities = orm.ArrayData({"velocities": final_velocities})
-    velocities.base.attributes.set("units", "Angstrom/fs")
-    velocities.base.attributes.set("source", velocity_source)
-    outputs = {"trajectory": node, "final_velocities": velocities}
+    outputs = {"trajectory": node}
+    if final_velocities is not None:
+        final = orm.ArrayData({"velocities": final_velocities})
+        final.base.attributes.set("units", "Angstrom/fs")
+        final.base.attributes.set("source", velocity_source)
+        outputs["final_velocities"] = final
     if final_atoms is not None:
         outputs["final_structure"] = orm.StructureData(ase=final_atoms)
     return outputs
