@@ -47,7 +47,7 @@ def test_setup_from_a_fresh_config_is_idempotent(tmp_path):
     assert first["profile"] == second["profile"] == "irspec-demo" == first["default"]
     assert first["profile_created"] and not second["profile_created"]
     assert first["storage"] == "core.sqlite_dos" and first["broker"] is None
-    assert first["caching"] == [False, ["aiida.calculations:irspec.*"]]
+    assert not first["caching"][0] and first["caching"][1] == ["aiida.calculations:irspec.*"]
     assert first["computer"][1] and second["computer"] == [first["computer"][0], False]
     assert first["configured"] and first["transport"] == "core.local"
     assert first["codes"]["tblite"][1:3] == [True, "irspec.tblite.md"]
