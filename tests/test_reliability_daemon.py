@@ -70,19 +70,17 @@ def test_campaign_survives_killed_workers(daemon_profile, tmp_path):
     from aiida import orm
     from aiida.engine import run_get_node, submit
 
-    from aiida_irspec.campaign.spec import load_spec
-    from aiida_irspec.workflows.campaign import builder_from_spec
+        from aiida_irspec.workflows.campaign import builder_from_file
 
     engine, predict = daemon_codes(daemon_computer(tmp_path / "work"))
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_campaign_spec(engine.full_label, predict.full_label)))
-    spec = load_spec(path)
 
-    _, undisturbed = run_get_node(builder_from_spec(spec))  # in this process, no daemon
+    _, undisturbed = run_get_node(builder_from_file(path))  # in this process, no daemon
     assert undisturbed.is_finished_ok, undisturbed.exit_message
 
     with running_daemon(daemon_profile) as client:
-        node = submit(builder_from_spec(spec))
+        node = submit(builder_from_file(path))
         killed = {"reference": kill_during(client, "reference", node, REFERENCE_JOB),
                   "NVE": kill_during(client, "NVE", node, MD_JOB, select=is_nve)}
         wait_until(lambda: node.is_terminated, 900, interval=1.0)
@@ -97,7 +95,7 @@ def test_campaign_survives_killed_workers(daemon_profile, tmp_path):
     jobs = launched(n for n in descendants if n.process_type == REFERENCE_JOB)
     per_structure = collections.Counter(job.inputs.structure.uuid for job in jobs)
     assert len(per_structure) == 7 and set(per_structure.values()) == {1}, per_structure
-    history = node.outputs.history.get_dict()
+    history = node.outputs.learning.history.get_dict()
     frames = history["holdout"] + [frame for row in history["rows"] for frame in row["batch"]]
     assert sorted(frames) == sorted(set(frames)) and len(frames) == 7
     # nor did an NVE run: one MD CalcJob per snapshot, two in all
@@ -114,5 +112,5 @@ def test_campaign_survives_killed_workers(daemon_profile, tmp_path):
           f"{len(stubs)} never-started stubs left")
 
     # the same result as without the kills, bit for bit
-    assert_same_spectrum(node.outputs.spectrum, undisturbed.outputs.spectrum)
-    assert_same_spectrum(node.outputs.reference_spectrum, undisturbed.outputs.reference_spectrum)
+    assert_same_spectrum(node.outputs.spectrum.spectrum, undisturbed.outputs.spectrum.spectrum)
+    assert_same_spectrum(node.outputs.spectrum.reference_spectrum, undisturbed.outputs.spectrum.reference_spectrum)

@@ -22,8 +22,12 @@ def run_learning(code, pool, settings, **extra):
 
     from aiida_irspec.workflows.active_learning import ActiveLearningWorkChain
 
-    return run_get_node(ActiveLearningWorkChain, pool=pool, settings=orm.Dict(settings),
-                        model_settings=orm.Dict(MODEL_SETTINGS),
+    from aiida_irspec.campaign.settings import FailureSettings
+
+    settings = dict(settings)
+    failures = {key: settings.pop(key) for key in list(settings) if key in FailureSettings.defaults()}
+    return run_get_node(ActiveLearningWorkChain, pool=pool, selection=orm.Dict(settings),
+                        failures=orm.Dict(failures), model=orm.Dict(MODEL_SETTINGS),
                         born_charges={"engine": orm.Str("tblite"), "code": code, "protocol": orm.Str("fast")},
                         **extra)
 

@@ -28,14 +28,15 @@ def test_active_learning_with_vasp_references(zro2_vasp, zro2_dir):
     from aiida_irspec.io.vasp import read_born_charges
     from aiida_irspec.workflows.active_learning import ActiveLearningWorkChain
 
-    settings = {"strategy": "uncertainty", "initial": 3, "batch": 2, "budget": 7, "target_error": 1e-6,
-                "error_estimate": "holdout", "holdout": 2, "max_concurrent": 4}
+    selection = {"strategy": "uncertainty", "initial": 3, "batch": 2, "budget": 7, "target_error": 1e-6,
+                 "error_estimate": "holdout", "holdout": 2}
     born_inputs = {"engine": orm.Str("vasp"), "code": zro2_vasp["code"], "protocol": orm.Str("moderate"),
                    "options": orm.Dict(zro2_vasp["options"]),
                    "engine_inputs": {"potential_family": orm.Str(zro2_vasp["family"]),
                                      "potential_mapping": orm.Dict(MAPPING)}}
-    results, node = run_get_node(ActiveLearningWorkChain, pool=zro2_vasp["pool"], settings=orm.Dict(settings),
-                                 model_settings=orm.Dict(MODEL_SETTINGS), born_charges=born_inputs)
+    results, node = run_get_node(ActiveLearningWorkChain, pool=zro2_vasp["pool"], selection=orm.Dict(selection),
+                                 failures=orm.Dict({"max_concurrent": 4}), model=orm.Dict(MODEL_SETTINGS),
+                                 born_charges=born_inputs)
     assert node.is_finished_ok, node.exit_message
 
     # every reference job is a VaspBornChargesWorkChain (under irspec.born_charges) that finished OK

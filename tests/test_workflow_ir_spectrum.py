@@ -30,14 +30,13 @@ def test_spectrum_of_three_runs_with_dipole_reference(codes):
     md_code, predict_code = codes
     atoms = ase.io.read(WATER_DIMER)
     atoms.cell = np.eye(3) * 20.0
-    settings = {"temperature": 300.0, "runs": 3, "steps": 400, "timestep": 0.5, "stride": 1, "decorrelation": 50.0,
-                "thermalization": 50.0, "max_concurrent": 2, "reference_dipoles": True,
-                "route": "polarization"}
+    runs = {"number": 3, "steps": 400, "timestep": 0.5, "stride": 1, "decorrelation": 50.0, "thermalization": 50.0}
     results, node = run_get_node(
         IRSpectrumWorkChain, structure=orm.StructureData(ase=atoms), model=PolarizationModelData(dimer_model()),
-        settings=orm.Dict(settings), spectrum=orm.Dict({"molecules": 2, "width_cm1": 60.0}),
+        temperature=orm.Float(300.0), runs=orm.Dict(runs), failures=orm.Dict({"max_concurrent": 2}),
+        reference_dipoles=orm.Bool(True), analysis=orm.Dict({"molecules": 2, "width_cm1": 60.0}),
         md={"engine": orm.Str("tblite"), "code": md_code, "protocol": orm.Str("moderate")},
-        predict={"code": predict_code})
+        predict={"code": predict_code, "route": orm.Str("polarization")})
     assert node.is_finished_ok, node.exit_message
     spectrum, reference = results["spectrum"], results["reference_spectrum"]
     assert spectrum.n_runs == reference.n_runs == 3 and sorted(results["pdot"]) == ["run_2", "run_3", "run_4"]
@@ -74,15 +73,15 @@ def test_pdot_where_the_trajectory_lives_or_from_the_stored_one(codes, aiida_com
                                              default_calc_job_plugin="irspec.predict_pdot", label="irspec-elsewhere")
     atoms = ase.io.read(WATER_DIMER)
     atoms.cell = np.eye(3) * 20.0
-    settings = {"runs": 1, "steps": 100, "timestep": 0.5, "decorrelation": 10.0, "thermalization": 10.0}
+    runs = {"number": 1, "steps": 100, "timestep": 0.5, "decorrelation": 10.0, "thermalization": 10.0}
     model = PolarizationModelData(dimer_model()).store()
 
     def spectrum_run(predict_code):
         results, node = run_get_node(
-            IRSpectrumWorkChain, structure=orm.StructureData(ase=atoms), model=model, settings=orm.Dict(settings),
-            spectrum=orm.Dict({"molecules": 2, "width_cm1": 60.0}),
+            IRSpectrumWorkChain, structure=orm.StructureData(ase=atoms), model=model, temperature=orm.Float(300.0),
+            runs=orm.Dict(runs), analysis=orm.Dict({"molecules": 2, "width_cm1": 60.0}),
             md={"engine": orm.Str("tblite"), "code": md_code, "protocol": orm.Str("moderate")},
-            predict={"code": predict_code})
+            predict={"code": predict_code, "route": orm.Str("velocity")})
         assert node.is_finished_ok, node.exit_message
         (predict,) = [n for n in node.called if n.process_type == "aiida.calculations:irspec.predict_pdot"]
         (nve,) = [n for n in node.called if n.label.startswith("nve run")]

@@ -34,6 +34,8 @@ from aiida_irspec.spectra.settings import SpectrumSettings
 
 SPEC_DIR = pathlib.Path(__file__).resolve().parent / "specs"
 LAUNCH_KEYS = ("name", "description", "protocol", "structure", "codes", "engine", "engine_inputs")
+#: The inputs of ``irspec.campaign`` that a campaign file overrides (the others are set by its builder).
+OVERRIDE_KEYS = ("temperature", "equilibration", "sampling", "learning", "spectrum")
 STRUCTURE_KEYS = ("file", "supercell")
 CODE_KEYS = ("engine", "predict", "computer", "options")
 #: The settings groups of the stages, by their dotted place in the campaign's inputs.
@@ -136,7 +138,8 @@ def read_campaign_file(name_or_path):
         raise InputError(f"{path}: the campaign file is empty")
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a mapping of keys, found {type(raw).__name__}")
-    problems = []
+    problems = [f"{key}: unknown key{did_you_mean(key, LAUNCH_KEYS + OVERRIDE_KEYS)}; allowed: "
+                f"{', '.join(LAUNCH_KEYS + OVERRIDE_KEYS)}" for key in raw if key not in LAUNCH_KEYS + OVERRIDE_KEYS]
     structure = _mapping(raw, "structure", STRUCTURE_KEYS, problems)
     codes = _mapping(raw, "codes", CODE_KEYS, problems)
     engine_inputs = dict(_mapping(raw, "engine_inputs", None, problems))

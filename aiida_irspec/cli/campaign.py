@@ -39,23 +39,9 @@ def list_packaged():
 def validate(spec):
     """Check the campaign FILE (a path or a packaged name) without a profile: its launch keys, its structure and
     every setting of the protocol it overrides, each problem named by its dotted key."""
-    from aiida_irspec.campaign.spec import campaign_problems, fill_normalisation, read_campaign_file
-    from aiida_irspec.exceptions import InputError
-    from aiida_irspec.workflows.campaign import CampaignWorkChain
+    from aiida_irspec.workflows.campaign import CampaignWorkChain, validate_campaign_file
 
-    source = read_campaign_file(spec)
-    atoms = source.load_structure()
-    tree = CampaignWorkChain.get_protocol_tree(source.protocol, source.overrides)
-    problems = fill_normalisation(tree, atoms) + campaign_problems(tree)
-    if source.engine is not None:
-        from aiida_irspec.workflows.engines import ENGINES
-
-        if source.engine not in ENGINES:
-            problems.append(f"engine: {source.engine!r} is unknown; known: {', '.join(ENGINES)}")
-        elif ENGINES[source.engine].check_structure(atoms):
-            problems.append(f"structure: {ENGINES[source.engine].check_structure(atoms)}")
-    if problems:
-        raise InputError(f"{source.path} is invalid:\n  " + "\n  ".join(problems))
+    source, atoms, _ = validate_campaign_file(spec)
     click.echo(f"{source.path}: valid (protocol {source.protocol or CampaignWorkChain.get_default_protocol()}, "
                f"{atoms.get_chemical_formula()}, {len(atoms)} atoms)")
 

@@ -145,11 +145,14 @@ class CampaignWorkChain(ProtocolMixin, SubmitOnce, WorkChain):
             engine = engine or source.engine
             engine_inputs = {**_engine_input_values(source.engine_inputs), **engine_inputs}
             options = {**source.codes.get("options", {}), **(options or {})}
-        tree = cls.get_protocol_tree(protocol, overrides)
+        where = f"campaign file {source.path}" if source else "campaign inputs"
+        try:
+            tree = cls.get_protocol_tree(protocol, overrides)
+        except InputError as error:
+            raise InputError(f"{where}: {error}") from None
         problems = fill_normalisation(tree, structure.get_ase()) + campaign_problems(tree)
         if problems:
-            raise InputError(("campaign file " + str(source.path) if source else "campaign inputs")
-                             + " invalid:\n  " + "\n  ".join(problems))
+            raise InputError(f"{where} invalid:\n  " + "\n  ".join(problems))
         level = protocol.split("@", 1)[0] if protocol else None
         common = {"engine": engine, "options": options or None, **engine_inputs}
         builder = cls.get_builder()
@@ -255,6 +258,32 @@ def _engine_input_values(values):
     if isinstance(values.get("ml_ff"), str):
         values["ml_ff"] = orm.SinglefileData(values["ml_ff"])
     return values
+
+
+def validate_campaign_file(name_or_path):
+    """Check a campaign file (path or packaged name) without a profile: its launch keys, its structure, every
+    setting of the protocol it overrides and, when it names its engine, that the engine takes the structure.
+
+    :returns: (CampaignFile, ase.Atoms, the campaign's inputs as plain values).
+    :raises InputError: listing every problem by its dotted key.
+    """
+    from aiida_irspec.campaign.spec import campaign_problems, fill_normalisation, read_campaign_file
+    from aiida_irspec.workflows.engines import ENGINES
+
+    source = read_campaign_file(name_or_path)
+    try:
+        atoms = source.load_structure()
+        tree = CampaignWorkChain.get_protocol_tree(source.protocol, source.overrides)
+    except InputError as error:
+        raise InputError(f"{source.path}: {error}") from None
+    problems = fill_normalisation(tree, atoms) + campaign_problems(tree)
+    if source.engine is not None and source.engine not in ENGINES:
+        problems.append(f"engine: {source.engine!r} is unknown; known: {', '.join(ENGINES)}")
+    elif source.engine is not None and ENGINES[source.engine].check_structure(atoms):
+        problems.append(f"structure: {ENGINES[source.engine].check_structure(atoms)}")
+    if problems:
+        raise InputError(f"{source.path} is invalid:\n  " + "\n  ".join(problems))
+    return source, atoms, tree
 
 
 def builder_from_file(name_or_path, **kwargs):
