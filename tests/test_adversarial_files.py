@@ -298,7 +298,8 @@ def test_full_disk(workspace, mounted, name):
 @pytest.mark.parametrize(("name", "arguments", "says"), [
     ("fit", ["fit", "nan.extxyz", *SMALL, "-o", "previous_model.npz"], "finite"),
     ("predict", ["predict", "model.npz", "water.extxyz", "-o", "previous.npz"], "knows species"),
-    ("pdot", ["pdot", "model.npz", "water.extxyz", "--timestep", "1", "-o", "previous.npz"], "knows species"),
+    ("pdot", ["pdot", "model.npz", "water.extxyz", "--timestep", "1", "--route", "polarization", "-o",
+              "previous.npz"], "knows species"),
     ("spectrum", ["spectrum", "run_molecule.npz", "--dt", "1", "--temperature", "300", "--molecules", "2", "-o",
                   "previous.csv"], "fs apart"),
     ("spectrum-plot", ["spectrum", "run_molecule.npz", "--dt", "0.5", "--temperature", "300", "--molecules", "3",

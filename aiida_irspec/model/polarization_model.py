@@ -40,7 +40,8 @@ class PolarizationModel:
     "mean", "zero", or {element or atomic number: charge}; basis: "linear" (weights per species and feature)
     or "sparse" (span of ``n_sparse`` reference environments per species, farthest-point sampled; dipole
     kind only); regularization: "auto" (= "evidence"), "evidence", "cv" or a positive number (standardised units);
-    n_folds: cross-validation folds of whole frames (round-robin).
+    n_folds: cross-validation folds of whole frames (round-robin over the distinct structures: copies of one
+    structure share a fold).
     """
 
     def __init__(self, descriptor=None, baseline="auto", basis="linear", n_sparse=None, regularization="auto",
@@ -100,11 +101,6 @@ class PolarizationModel:
         (frames, born_charges, polarizations) whose errors go into ``metrics["validation"]``.
         """
         frames, born_charges, polarizations = _check_data(frames, born_charges, polarizations)
-        repeated = find_duplicate(frames + (_as_frames(validation[0]) if validation is not None else []))
-        if repeated is not None:
-            first, second = (f"structure {k}" if k < len(frames) else f"validation structure {k - len(frames)}"
-                             for k in repeated)
-            raise InputError(f"{first} and {second} are the same structure: {DUPLICATE_REASON}")
         return self._fit(frames, born_charges, polarizations, {**DEFAULT_WEIGHTS, **(weights or {})}, validation,
                          progress)
 
@@ -114,7 +110,8 @@ class PolarizationModel:
                            sorted({int(z) for atoms in frames for z in atoms.numbers}))
         candidates = self._baseline_candidates(frames, born_charges)
         basis = self._sparse_basis(space, frames, progress) if self.basis == "sparse" else None
-        n_folds = min(self.n_folds, len(frames))
+        groups = structure_groups(frames)  # copies of a structure share a fold: nothing leaks across folds
+        n_folds = min(self.n_folds, max(groups) + 1)
         check_memory(fit_memory(space.n_columns, n_folds, space.n_species + 1, len(candidates),
                                 max(len(atoms) for atoms in frames)),
                      f"a fit of {space.n_columns} columns ({len(space.species)} species)",
@@ -146,7 +143,7 @@ class PolarizationModel:
                                    weights["polarization"]))
                 if added is not None:
                     added.result()
-                added = adder.submit(_add_blocks, normal, blocks, k % n_folds)
+                added = adder.submit(_add_blocks, normal, blocks, groups[k] % n_folds)
                 bar.update(1)
             if added is not None:
                 added.result()
@@ -479,21 +476,34 @@ def _cv_rmse(normal, alpha, zero, target, basis):
     return float(np.sqrt(max(sse.sum(), 0.0) / held.sum()))
 
 
-DUPLICATE_REASON = ("a structure given twice would sit in two cross-validation folds (or in training and "
-                    "validation) and make the errors look smaller than they are; give each structure once")
+DUPLICATE_REASON = ("a structure given twice is counted twice in the fit, and a validation structure that is "
+                    "also a training one makes the validation error look smaller than it is; give each structure "
+                    "once")
 
 
-def find_duplicate(frames, decimals=5):
-    """(i, j) with i < j for the first frame j that repeats an earlier frame i: the same atomic numbers,
-    periodicity, cell and positions rounded to ``10**-decimals`` Angstrom; None when all differ."""
+def _structure_key(atoms, decimals=5):
+    """Atomic numbers, periodicity, cell and positions rounded to ``10**-decimals`` Angstrom, as bytes."""
+    return (atoms.numbers.tobytes(), atoms.pbc.tobytes(), (np.round(atoms.cell.array, decimals) + 0.0).tobytes(),
+            (np.round(atoms.positions, decimals) + 0.0).tobytes())
+
+
+def find_duplicate(frames):
+    """(i, j) with i < j for the first frame j that repeats an earlier frame i (same atoms, periodicity, cell
+    and positions to 1e-5 Angstrom); None when all differ."""
     seen = {}
     for j, atoms in enumerate(frames):
-        key = (atoms.numbers.tobytes(), atoms.pbc.tobytes(), (np.round(atoms.cell.array, decimals) + 0.0).tobytes(),
-               (np.round(atoms.positions, decimals) + 0.0).tobytes())
-        if key in seen:
-            return seen[key], j
-        seen[key] = j
+        i = seen.setdefault(_structure_key(atoms), j)
+        if i != j:
+            return i, j
     return None
+
+
+def structure_groups(frames):
+    """(F,) list: each frame's index among the distinct structures, in order of first appearance (frames
+    equal as in :func:`find_duplicate` share one). Cross-validation folds are assigned by it, round-robin,
+    so that a structure given twice never sits in two folds (it made the CV error look smaller)."""
+    seen = {}
+    return [seen.setdefault(_structure_key(atoms), len(seen)) for atoms in frames]
 
 
 def fit_memory(n_columns, n_folds, n_groups, n_targets, largest_frame):
