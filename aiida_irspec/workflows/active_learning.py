@@ -6,14 +6,16 @@ The loop (ports ``selection``, ``model`` and ``failures``: the settings groups
 
 1. hold out ``holdout`` random frames of the pool (error estimate ``holdout`` or ``both``);
 2. a seed set of ``initial`` frames by farthest-point sampling;
-3. Born charges of every queued frame (``irspec.born_charges``), at most ``max_concurrent`` at a time;
+3. Born charges of every queued frame (``irspec.born_charges``), ``max_concurrent`` at a time: a sliding window
+   that launches the next frame's job as soon as any job ends (:class:`~aiida_irspec.workflows.batch.FanOut`);
 4. fit the model (training frames; held-out frames for its validation error);
 5. estimate the error: the held-out RMSE of Z, the model's RMS uncertainty on the pool, or the larger;
 6. stop at ``target_error`` or when the budget of reference jobs is spent; else choose ``batch`` more frames
    (``strategy``: uncertainty, farthest_point or random) and go to 3.
 
-A failed reference job is left out, reported and counted; when more than ``max_failed_fraction`` of the
-jobs so far have failed the loop stops with exit code 410, keeping what it has computed.
+A failed reference job is left out, reported and counted; as soon as more than ``max_failed_fraction`` of all
+the frames queued so far (every batch) have failed, nothing more is launched, the running jobs are waited for
+and kept, and the loop stops with exit code 410.
 """
 
 from aiida import orm
@@ -26,6 +28,7 @@ from aiida_irspec.campaign.settings import FailureSettings, SelectionSettings
 from aiida_irspec.data.born_charges import BornChargesData
 from aiida_irspec.data.polarization_model import PolarizationModelData
 from aiida_irspec.model.settings import ModelSettings
+from aiida_irspec.workflows.batch import FanOut
 from aiida_irspec.workflows.born_charges import BornChargesWorkChain
 from aiida_irspec.workflows.compose import check_override_keys, expose_closed, exposed_builder_inputs
 from aiida_irspec.workflows.protocols import ProtocolMixin
@@ -33,8 +36,10 @@ from aiida_irspec.workflows.resumable import SubmitOnce
 from aiida_irspec.workflows.select import SelectWorkChain
 
 
-class ActiveLearningWorkChain(ProtocolMixin, SubmitOnce, WorkChain):
+class ActiveLearningWorkChain(ProtocolMixin, FanOut, SubmitOnce, WorkChain):
     """Seed set, then: reference Born charges, fit, error estimate, choose more, until the target or budget."""
+
+    FAN_OUT_UNIT = "frame"
 
     _protocol_tag = "active_learning"
 
@@ -54,19 +59,20 @@ class ActiveLearningWorkChain(ProtocolMixin, SubmitOnce, WorkChain):
         spec.input("failures", valid_type=orm.Dict, default=lambda: orm.Dict({}),
                    validator=FailureSettings.port_validator("failures"),
                    help="Reference jobs at once and the fraction that may fail: FailureSettings.")
-        expose_closed(spec, BornChargesWorkChain, "born_charges", exclude=("structure",))
+        expose_closed(spec, BornChargesWorkChain, "born_charges", exclude=("structure",),
+                      namespace_options={"help": "The reference jobs: irspec.born_charges of each chosen frame."})
         spec.outline(
             cls.setup,
             cls.select_holdout,
             cls.select_initial,
             cls.queue_selection,
-            while_(cls.has_queue)(cls.launch_references, cls.collect_references),
+            while_(cls.fan_out_busy)(cls.fan_out_step),
             cls.fit,
             cls.estimate_error,
             while_(cls.should_continue)(
                 cls.select_batch,
                 cls.queue_selection,
-                while_(cls.has_queue)(cls.launch_references, cls.collect_references),
+                while_(cls.fan_out_busy)(cls.fan_out_step),
                 cls.fit,
                 cls.estimate_error,
             ),
@@ -115,7 +121,6 @@ class ActiveLearningWorkChain(ProtocolMixin, SubmitOnce, WorkChain):
         self.ctx.failed = {}  # frame (str) -> pk of the failed job
         self.ctx.holdout = []
         self.ctx.training = []
-        self.ctx.queue = []
         self.ctx.batch = []
         self.ctx.iteration = 0
         self.ctx.rows = []
@@ -167,7 +172,8 @@ class ActiveLearningWorkChain(ProtocolMixin, SubmitOnce, WorkChain):
         return ToContext(selection=self._select(number, strategy, f"select_batch_{self.ctx.iteration}", model))
 
     def _take_selection(self, key, target):
-        """Move the frames of a finished selection into ``target`` and the queue; an exit code on failure."""
+        """Move the frames of a finished selection into ``target`` and queue their reference jobs; an exit code on
+        failure."""
         node = self.ctx[key]
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_SELECTION_FAILED.format(message=f"{node.process_label}<{node.pk}> "
@@ -176,53 +182,34 @@ class ActiveLearningWorkChain(ProtocolMixin, SubmitOnce, WorkChain):
         target.extend(frames)
         for frame in frames:
             self.ctx.structures[str(frame)] = node.outputs.structures[f"frame_{frame}"]
-        self.ctx.queue.extend(frames)
+        self.fan_out("reference job", frames, self.ctx.settings["max_concurrent"],
+                     self.ctx.settings["max_failed_fraction"])
         self.ctx.batch = frames
         return None
 
     def queue_selection(self):
         return self._take_selection("selection", self.ctx.training)
 
-    # ------------------------------------------------------------------ reference calculations
-    def has_queue(self):
-        return bool(self.ctx.queue)
-
+    # ------------------------------------------------------------------ reference calculations (FanOut)
     def _attempted(self):
         return len(self.ctx.references) + len(self.ctx.failed)
 
-    def launch_references(self):
-        """Born charges of the next at most ``max_concurrent`` queued frames, in parallel."""
-        wave, self.ctx.queue = (self.ctx.queue[:self.ctx.settings["max_concurrent"]],
-                                self.ctx.queue[self.ctx.settings["max_concurrent"]:])
-        self.ctx.wave = wave
-        launched = {}
-        for frame in wave:
-            inputs = AttributeDict(self.exposed_inputs(BornChargesWorkChain, namespace="born_charges"))
-            inputs.structure = self.ctx.structures[str(frame)]
-            inputs.metadata = {"call_link_label": f"born_charges_frame_{frame}",
-                               "label": f"born charges frame {frame}"}
-            launched[f"reference_{frame}"] = self.submit(BornChargesWorkChain, **inputs)
-        self.report(f"launched Born charges of frames {wave} ({len(self.ctx.queue)} more queued)")
-        return ToContext(**launched)
+    def launch_job(self, kind, key):
+        """The Born charges of frame ``key``."""
+        inputs = AttributeDict(self.exposed_inputs(BornChargesWorkChain, namespace="born_charges"))
+        inputs.structure = self.ctx.structures[str(key)]
+        inputs.metadata = {"call_link_label": f"born_charges_frame_{key}", "label": f"born charges frame {key}"}
+        return self.submit(BornChargesWorkChain, **inputs)
 
-    def collect_references(self):
-        """Keep the successful results; count, report and leave out the failed ones."""
-        for frame in self.ctx.wave:
-            node = self.ctx[f"reference_{frame}"]
-            if node.is_finished_ok:
-                self.ctx.references[str(frame)] = node.outputs.born_charges
-            else:
-                self.ctx.failed[str(frame)] = node.pk
-                self.report(f"reference job {node.process_label}<{node.pk}> for frame {frame} failed "
-                            f"(exit {node.exit_status}: {node.exit_message}); frame left out")
-        attempted, failed = self._attempted(), len(self.ctx.failed)
-        if failed and failed / attempted > self.ctx.settings["max_failed_fraction"]:
-            self.report(f"{failed} of {attempted} reference jobs failed: stopping")
-            self.ctx.stop_reason = "too many failed reference jobs"
-            self._attach_results()
-            return self.exit_codes.ERROR_TOO_MANY_FAILED_REFERENCES.format(
-                failed=failed, attempted=attempted, fraction=self.ctx.settings["max_failed_fraction"])
-        return None
+    def job_succeeded(self, kind, key, node):
+        self.ctx.references[str(key)] = node.outputs.born_charges
+
+    def too_many_failures(self, failed, attempted):
+        """Exit code 410, with the references (and the model, if any) attached."""
+        self.ctx.stop_reason = "too many failed reference jobs"
+        self._attach_results()
+        return self.exit_codes.ERROR_TOO_MANY_FAILED_REFERENCES.format(
+            failed=failed, attempted=attempted, fraction=self.ctx.settings["max_failed_fraction"])
 
     # ------------------------------------------------------------------ fit and error
     def _namespace(self, frames):
