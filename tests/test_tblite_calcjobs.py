@@ -1,4 +1,5 @@
-"""The tblite CalcJobs, parsers and the engine-agnostic WorkChains, run for real on a localhost Computer."""
+"""The tblite CalcJobs, their parsers and WorkChains, and the engine-agnostic WorkChains, run for real on a localhost
+Computer. (Restarts of the tblite WorkChains: test_tblite_workchains.py.)"""
 
 import json
 import pathlib
@@ -44,26 +45,14 @@ def options():
 
 # ---- CalcJobs -----------------------------------------------------------------------------------------
 
-def test_engine_failure_exit_code(code, water_dimer):
-    from aiida.engine import run_get_node
-    from aiida.plugins import CalculationFactory
-
-    collapsed = water_dimer.copy()
-    collapsed.positions[1] = collapsed.positions[0]
-    builder = CalculationFactory("irspec.tblite.born_charges").get_builder_from_protocol(
-        code, structure_of(collapsed), options=options())
-    _, node = run_get_node(builder)
-    assert node.exit_status == 312 and "tblite" in node.exit_message
-
-
-def test_md_nvt_calcjob_then_nve_workchain_from_its_last_frame(code, water_dimer):
+def test_md_nvt_workchain_then_nve_workchain_from_its_last_frame(code, water_dimer):
     from aiida import orm
     from aiida.engine import run_get_node
-    from aiida.plugins import CalculationFactory, WorkflowFactory
+    from aiida.plugins import WorkflowFactory
 
     from aiida_irspec.engines import md, tblite
 
-    builder = CalculationFactory("irspec.tblite.md").get_builder_from_protocol(
+    builder = WorkflowFactory("irspec.tblite.md").get_builder_from_protocol(
         code, structure_of(water_dimer), protocol="moderate", options=options(), ensemble="nvt", temperature=300.0,
         steps=200, stride=10, seed=5, overrides={"parameters": {"record_dipoles": True}})
     results, node = run_get_node(builder)
@@ -75,6 +64,7 @@ def test_md_nvt_calcjob_then_nve_workchain_from_its_last_frame(code, water_dimer
                                                 "dipoles", "cells"}
     assert trajectory.base.attributes.get("units")["velocities"] == "Angstrom/fs"
     assert node.inputs.parameters["timestep"] == 0.5  # the moderate protocol
+    assert [job.process_type for job in node.called] == ["aiida.calculations:irspec.tblite.md"]
     # the same run in plain Python gives the same numbers (seeded; up to the extxyz round trip of the input)
     direct = md.run_md(water_dimer, tblite.make_calculator(), ensemble="nvt", temperature=300.0, steps=200,
                        timestep=0.5, stride=10, seed=5)
@@ -91,54 +81,57 @@ def test_md_nvt_calcjob_then_nve_workchain_from_its_last_frame(code, water_dimer
                              initial_velocities=results["final_velocities"])
     assert node.is_finished_ok, node.exit_message
     child = node.called[0]
-    assert child.process_type == "aiida.calculations:irspec.tblite.md"
-    assert child.inputs.parameters["timestep"] == 0.25 and child.inputs.parameters["ensemble"] == "nve"
-    assert nve["trajectory"].numsteps == 11 and child.outputs.misc["drift_too_large"] is False
+    assert child.process_type == "aiida.workflows:irspec.tblite.md"
+    job = child.called[0]
+    assert job.process_type == "aiida.calculations:irspec.tblite.md"
+    assert job.inputs.parameters["timestep"] == 0.25 and job.inputs.parameters["ensemble"] == "nve"
+    assert nve["trajectory"].numsteps == 11 and job.outputs.misc["drift_too_large"] is False
     np.testing.assert_allclose(nve["trajectory"].get_array("positions")[0], trajectory.get_array("positions")[-1],
                                atol=1e-6)
     momentum = np.average(final_velocities, axis=0, weights=direct.masses)
     np.testing.assert_allclose(nve["trajectory"].get_array("velocities")[0], final_velocities - momentum, atol=1e-9)
     assert set(nve) == {"trajectory", "final_structure", "final_velocities", "remote_folder"}
-    assert nve["remote_folder"].pk == child.outputs.remote_folder.pk
+    assert nve["remote_folder"].pk == job.outputs.remote_folder.pk
 
 
-def test_md_calcjob_energy_drift_exit_code_keeps_outputs(code, water_dimer):
+def test_md_energy_drift_exit_code_keeps_outputs(code, water_dimer):
+    """NVE at 2 fs drifts: the job ends with 323 and its trajectory; the WorkChain passes both on, no rerun."""
     from aiida.engine import run_get_node
-    from aiida.plugins import CalculationFactory
+    from aiida.plugins import WorkflowFactory
 
-    builder = CalculationFactory("irspec.tblite.md").get_builder_from_protocol(
+    builder = WorkflowFactory("irspec.tblite.md").get_builder_from_protocol(
         code, structure_of(water_dimer), options=options(), ensemble="nve", temperature=300.0, steps=100,
         timestep=2.0, seed=2)
     results, node = run_get_node(builder)
-    assert node.exit_status == 313 and "time step" in node.exit_message
+    assert node.exit_status == 323 and "time step" in node.exit_message
+    assert [job.exit_status for job in node.called] == [323]
     assert results["trajectory"].numsteps == 101 and results["misc"]["drift_too_large"]
+    assert results["trajectory"].pk == node.called[0].outputs.trajectory.pk
 
 
 def test_bad_inputs_are_refused_before_running(code, water_dimer):
     from aiida import orm
     from aiida.engine import run_get_node
-    from aiida.plugins import CalculationFactory
+    from aiida.plugins import WorkflowFactory
 
     from aiida_irspec.exceptions import InputError
 
-    calculation = CalculationFactory("irspec.tblite.md")
-    with pytest.raises(InputError, match="unknown md settings"):
-        calculation.get_builder_from_protocol(code, structure_of(water_dimer),
-                                              overrides={"parameters": {"thermostat": "nose"}})
-    with pytest.raises(InputError, match="unknown overrides"):
-        calculation.get_builder_from_protocol(code, structure_of(water_dimer), overrides={"timestep": 1.0})
+    workchain = WorkflowFactory("irspec.tblite.md")
+    with pytest.raises(InputError, match="parameters.*unknown setting 'thermostat'"):
+        workchain.get_builder_from_protocol(code, structure_of(water_dimer),
+                                            overrides={"parameters": {"thermostat": "nose"}})
+    with pytest.raises(InputError, match="unknown input 'timestep'"):
+        workchain.get_builder_from_protocol(code, structure_of(water_dimer), overrides={"timestep": 1.0})
     with pytest.raises(InputError, match="protocol"):
-        calculation.get_builder_from_protocol(code, structure_of(water_dimer), protocol="sloppy")
+        workchain.get_builder_from_protocol(code, structure_of(water_dimer), protocol="sloppy")
     velocities = orm.ArrayData()
     velocities.set_array("velocities", np.zeros((2, 3)))
-    builder = calculation.get_builder_from_protocol(code, structure_of(water_dimer), ensemble="nve",
-                                                    initial_velocities=velocities, options=options())
+    builder = workchain.get_builder_from_protocol(code, structure_of(water_dimer), ensemble="nve",
+                                                  initial_velocities=velocities, options=options())
+    stored = orm.QueryBuilder().append(orm.Node).count()
     with pytest.raises(ValueError, match="velocities must have shape"):
         run_get_node(builder)
-    builder = calculation.get_builder_from_protocol(code, structure_of(water_dimer), steps=10, stride=3,
-                                                    options=options())
-    _, node = run_get_node(builder)
-    assert node.exit_status == 310 and "stride" in node.exit_message
+    assert orm.QueryBuilder().append(orm.Node).count() == stored  # refused before any node was stored
 
 
 # ---- parsers on broken retrieved folders ---------------------------------------------------------------
@@ -170,16 +163,16 @@ def test_parser_exit_codes_on_missing_and_corrupt_files(aiida_profile_clean, wat
 
     structure = structure_of(water_dimer).store()
     ok = json.dumps({"status": "ok", "error": None, "settings": {}}).encode()
-    assert parse("irspec.tblite.born_charges", {}, structure).status == 301
-    assert parse("irspec.tblite.born_charges", {"summary.json": b"{not json"}, structure).status == 302
-    assert parse("irspec.tblite.born_charges", {"summary.json": ok}, structure).status == 303
+    assert parse("irspec.tblite.born_charges", {}, structure).status == 310
+    assert parse("irspec.tblite.born_charges", {"summary.json": b"{not json"}, structure).status == 311
+    assert parse("irspec.tblite.born_charges", {"summary.json": ok}, structure).status == 312
     corrupt = parse("irspec.tblite.md", {"summary.json": ok, "trajectory.npz": b"PK\x03\x04 truncated"}, structure)
-    assert corrupt.status == 304
+    assert corrupt.status == 313
     buffer = __import__("io").BytesIO()
     np.savez(buffer, born_charges=np.zeros((5, 3, 3)))
     wrong_shape = parse("irspec.tblite.born_charges", {"summary.json": ok, "born_charges.npz": buffer.getvalue()},
                         structure)
-    assert wrong_shape.status == 304 and "shape" in wrong_shape.message
+    assert wrong_shape.status == 313 and "shape" in wrong_shape.message
     # a scheduler exit code (here: out of wall time) is kept, not replaced by "missing summary"
     walltime = CalcJob.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status
     assert parse("irspec.tblite.md", {}, structure, exit_status=walltime).status == walltime
@@ -200,7 +193,8 @@ def test_born_charges_workchain_with_tblite(code, water_dimer):
     assert node.is_finished_ok, node.exit_message
     born = results["born_charges"]
     assert born.sum_rule_max < 1e-3 and born.born_charges.shape == (6, 3, 3)
-    child = node.called[0]
+    assert node.called[0].process_type == "aiida.workflows:irspec.tblite.born_charges"
+    child = node.called[0].called[0]
     assert child.process_type == "aiida.calculations:irspec.tblite.born_charges"
     assert child.inputs.parameters["displacement"] == 2e-3  # the fast protocol
     assert born.symbols == water_dimer.get_chemical_symbols() and born.dielectric is None
@@ -211,40 +205,48 @@ def test_born_charges_workchain_with_tblite(code, water_dimer):
     assert child.outputs.misc["status"] == "ok"
 
 
-def test_workchain_failures_end_with_their_exit_codes(code, water_dimer):
+def test_inputs_an_engine_cannot_take_are_refused_at_submission(code, water_dimer):
+    """A periodic cell for tblite, engine_inputs tblite does not take, an unknown engine, a tblite code for VASP:
+    ValueError with one line when the WorkChain is launched, before any node is stored. The CalcJob on its own
+    still refuses a periodic cell when it runs (321)."""
     from aiida import orm
     from aiida.engine import run_get_node
-    from aiida.plugins import WorkflowFactory
+    from aiida.plugins import CalculationFactory, WorkflowFactory
 
     crystal = water_dimer.copy()
     crystal.cell, crystal.pbc = [10.0, 10.0, 10.0], True
-    _, node = run_get_node(WorkflowFactory("irspec.born_charges"), structure=structure_of(crystal),
-                           engine=orm.Str("tblite"), code=code, options=orm.Dict(options()))
-    assert node.exit_status == 401 and "311" in node.exit_message
-    assert node.called[0].exit_status == 311 and "periodic" in node.called[0].exit_message
-    assert "born_charges" not in node.called[0].outputs
-    _, node = run_get_node(WorkflowFactory("irspec.born_charges"), structure=structure_of(water_dimer),
-                           engine=orm.Str("tblite"), code=code, engine_inputs={"kpoints_distance": orm.Float(0.2)})
-    assert node.exit_status == 400 and "kpoints_distance" in node.exit_message
-    with pytest.raises(ValueError, match="unknown engine"):
-        run_get_node(WorkflowFactory("irspec.born_charges"), structure=structure_of(water_dimer),
-                     engine=orm.Str("cp2k"), code=code)
+    born_charges = WorkflowFactory("irspec.born_charges")
+    stored = orm.QueryBuilder().append(orm.Node).count()
+    refused = {
+        "tblite takes molecules and clusters, not periodic cells": dict(structure=structure_of(crystal)),
+        "takes no engine_inputs kpoints_distance": dict(engine_inputs={"kpoints_distance": orm.Float(0.2)}),
+        "unknown engine 'cp2k'": dict(engine=orm.Str("cp2k")),
+        "is a tblite code .*not a vasp one": dict(engine=orm.Str("vasp")),
+        "tblite engine has no protocol 'sloppy'": dict(protocol=orm.Str("sloppy")),
+    }
+    for message, inputs in refused.items():
+        inputs = {"structure": structure_of(water_dimer), "engine": orm.Str("tblite"), "code": code, **inputs}
+        with pytest.raises(ValueError, match=message) as error:
+            run_get_node(born_charges, **inputs)
+        assert "Traceback" not in str(error.value)
+    with pytest.raises(ValueError, match="not periodic cells"):
+        run_get_node(WorkflowFactory("irspec.tblite.born_charges"), structure=structure_of(crystal), code=code)
+    assert orm.QueryBuilder().append(orm.Node).count() == stored  # refused before any node was stored
+
+    builder = CalculationFactory("irspec.tblite.born_charges").get_builder()
+    builder.update(code=code, structure=structure_of(crystal), metadata={"options": options()})
+    results, node = run_get_node(builder)
+    assert node.exit_status == 321 and "periodic" in node.exit_message and "born_charges" not in results
 
 
-def test_workchain_dispatches_to_vasp(code, water_dimer):
-    """The VASP implementation is reached (its builder asks for a POTCAR family that this test omits)."""
-    from aiida import orm
-    from aiida.engine import run_get_node
-    from aiida.plugins import WorkflowFactory
-
-    from aiida_irspec.workflows.engines import ENGINES, engine_process
+def test_workchain_dispatches_to_vasp(code):
+    """The VASP processes are reached through the registry (their runs: test_vasp_workchains.py)."""
+    from aiida_irspec.workflows.engines import ENGINES
 
     for task in ("born_charges", "md"):
-        assert engine_process("vasp", task).__name__.startswith("Vasp")
+        assert ENGINES["vasp"].process(task).__name__.startswith("Vasp")
+        assert ENGINES["tblite"].process(task).__name__.startswith("Tblite")
     assert set(ENGINES) == {"tblite", "vasp"}
-    _, node = run_get_node(WorkflowFactory("irspec.born_charges"), structure=structure_of(water_dimer),
-                           engine=orm.Str("vasp"), code=code)
-    assert node.exit_status == 400 and "potential_family" in node.exit_message
 
 
 # ---- through a real daemon (PostgreSQL + RabbitMQ profile) ---------------------------------------------------

@@ -7,18 +7,22 @@ SLURM cluster the same way). Inputs and outputs are files: ``structure.extxyz``,
 ``velocities.npy`` in; ``born_charges.npz`` or ``trajectory.npz`` and ``summary.json`` out, parsed by
 :mod:`aiida_irspec.parsers.tblite`.
 
-Exit codes (both CalcJobs; 120 and the other scheduler codes are kept as the scheduler set them):
+Exit codes (both CalcJobs; the tblite range is 310-339, docs/engines.md; 120 and the other scheduler codes are
+kept as the scheduler set them):
 
 =====  =============================  =====================================================================
- 301   ERROR_MISSING_SUMMARY          summary.json was not retrieved (the command did not run or crashed)
- 302   ERROR_CORRUPT_SUMMARY          summary.json is not a JSON summary of the engine command
- 303   ERROR_MISSING_OUTPUT           the summary says success but the npz output is missing
- 304   ERROR_CORRUPT_OUTPUT           the npz output cannot be read or has the wrong arrays or shapes
- 310   ERROR_INVALID_INPUT            the engine refused the input (structure or settings)
- 311   ERROR_PERIODIC_CELL            Born charges (or dipoles) were asked of a periodic cell
- 312   ERROR_ENGINE_FAILED            tblite failed (SCF not converged, atoms too close, MD diverged)
- 313   ERROR_ENERGY_DRIFT             NVE energy not conserved: time step too large (outputs still attached)
+ 310   ERROR_MISSING_SUMMARY          summary.json was not retrieved (the command did not run or crashed)
+ 311   ERROR_CORRUPT_SUMMARY          summary.json is not a JSON summary of the engine command
+ 312   ERROR_MISSING_OUTPUT_FILE      the summary says success but the npz output is missing
+ 313   ERROR_CORRUPT_OUTPUT           the npz output cannot be read or has the wrong arrays or shapes
+ 320   ERROR_INVALID_INPUT            the engine refused the input (structure or settings)
+ 321   ERROR_PERIODIC_CELL            Born charges (or dipoles) were asked of a periodic cell
+ 322   ERROR_ENGINE_FAILED            tblite failed (SCF not converged, atoms too close, MD diverged)
+ 323   ERROR_ENERGY_DRIFT             NVE energy not conserved: time step too large (outputs still attached)
 =====  =============================  =====================================================================
+
+Run them through the WorkChains of :mod:`aiida_irspec.workflows.tblite` (same entry-point names in
+``aiida.workflows``), which build them from the protocols and rerun them after a wall-time kill or a crash.
 """
 
 import io
@@ -69,7 +73,6 @@ class TbliteCalculation(CalcJob):
     _engine_command = None  # "born-charges" | "md"
     _engine_output = None
     _engine_defaults = None
-    _engine_job = None
 
     @classmethod
     def define(cls, spec):
@@ -85,14 +88,15 @@ class TbliteCalculation(CalcJob):
         spec.inputs["metadata"]["options"]["withmpi"].default = False
         spec.input("metadata.options.output_filename", valid_type=str, default="aiida.out")
         spec.output("misc", valid_type=orm.Dict, help="The engine's JSON summary (settings, timings, checks).")
-        spec.exit_code(301, "ERROR_MISSING_SUMMARY", message="summary.json was not retrieved: the engine "
+        spec.exit_code(310, "ERROR_MISSING_SUMMARY", message="summary.json was not retrieved: the engine "
                        "command did not run or crashed (see the retrieved aiida.out / aiida.err).")
-        spec.exit_code(302, "ERROR_CORRUPT_SUMMARY", message="summary.json cannot be read: {error}")
-        spec.exit_code(303, "ERROR_MISSING_OUTPUT", message="the engine reported success but {filename} is missing.")
-        spec.exit_code(304, "ERROR_CORRUPT_OUTPUT", message="{filename} cannot be read: {error}")
-        spec.exit_code(310, "ERROR_INVALID_INPUT", message="the engine refused the input: {message}")
-        spec.exit_code(311, "ERROR_PERIODIC_CELL", message="the structure is periodic: {message}")
-        spec.exit_code(312, "ERROR_ENGINE_FAILED", message="tblite failed: {message}")
+        spec.exit_code(311, "ERROR_CORRUPT_SUMMARY", message="summary.json cannot be read: {error}")
+        spec.exit_code(312, "ERROR_MISSING_OUTPUT_FILE",
+                       message="the engine reported success but {filename} is missing.")
+        spec.exit_code(313, "ERROR_CORRUPT_OUTPUT", message="{filename} cannot be read: {error}")
+        spec.exit_code(320, "ERROR_INVALID_INPUT", message="the engine refused the input: {message}")
+        spec.exit_code(321, "ERROR_PERIODIC_CELL", message="the structure is periodic: {message}")
+        spec.exit_code(322, "ERROR_ENGINE_FAILED", message="tblite failed: {message}")
 
     def prepare_for_submission(self, folder):
         settings = self.inputs.parameters.get_dict() if "parameters" in self.inputs else {}
@@ -118,50 +122,6 @@ class TbliteCalculation(CalcJob):
         """Command-line arguments beyond the common ones (files written into ``folder``)."""
         return []
 
-    @classmethod
-    def get_builder_from_protocol(cls, code, structure, protocol="moderate", overrides=None, options=None,
-                                  **task_kwargs):
-        """A builder filled from a level of ``workflows/protocols/tblite/<job>.yaml``.
-
-        Engine settings are, by increasing priority: the protocol's ``parameters``, ``task_kwargs``,
-        ``overrides["parameters"]``.
-
-        :param code: the InstalledCode of the ``aiida-irspec`` executable.
-        :param structure: StructureData.
-        :param protocol: ``"fast"``, ``"moderate"`` or ``"precise"``.
-        :param overrides: dict with ``parameters`` (engine settings, see ``aiida-irspec engine <job> --help``)
-            and/or ``options`` (``metadata.options``), merged over the protocol's.
-        :param options: dict of ``metadata.options`` (resources, max_wallclock_seconds, ...), merged last.
-        :param task_kwargs: the task's own settings (for MD: ensemble, temperature, steps, timestep, stride,
-            seed, and ``initial_velocities``: ArrayData ``velocities`` (N, 3) Angstrom/fs); ``None`` values are
-            ignored.
-        :raises InputError: for an unknown protocol, override or setting.
-        """
-        from aiida_irspec.exceptions import InputError
-        from aiida_irspec.workflows.protocols import load_protocol, recursive_merge
-
-        overrides = dict(overrides or {})
-        unknown = sorted(set(overrides) - {"parameters", "options"})
-        if unknown:
-            raise InputError(f"unknown overrides {', '.join(unknown)}: use 'parameters' and/or 'options'")
-        level = recursive_merge(load_protocol("tblite", cls._engine_job, protocol), overrides)
-        velocities = task_kwargs.pop("initial_velocities", None)
-        settings = dict(level.get("parameters", {}))
-        settings.update({key: value for key, value in task_kwargs.items() if value is not None})
-        settings.update(overrides.get("parameters", {}))
-        unknown = sorted(set(settings) - set(cls._engine_defaults))
-        if unknown:
-            raise InputError(f"unknown {cls._engine_job} settings {', '.join(unknown)}; known: "
-                             f"{', '.join(sorted(cls._engine_defaults))}")
-        builder = cls.get_builder()
-        builder.code = code
-        builder.structure = structure
-        builder.parameters = orm.Dict(settings)
-        if velocities is not None:
-            builder.velocities = velocities
-        builder.metadata.options = recursive_merge(level.get("options", {}), options or {})
-        return builder
-
 
 class TbliteBornChargesCalculation(TbliteCalculation):
     """Born effective charges of a molecule or cluster from the tblite dipole (``aiida-irspec engine born-charges``).
@@ -172,7 +132,6 @@ class TbliteBornChargesCalculation(TbliteCalculation):
     _engine_command = "born-charges"
     _engine_output = jobs.BORN_CHARGES_FILE
     _engine_defaults = jobs.BORN_CHARGES_SETTINGS
-    _engine_job = "born_charges"
 
     @classmethod
     def define(cls, spec):
@@ -196,7 +155,6 @@ class TbliteMdCalculation(TbliteCalculation):
     _engine_command = "md"
     _engine_output = jobs.TRAJECTORY_FILE
     _engine_defaults = jobs.MD_SETTINGS
-    _engine_job = "md"
 
     @classmethod
     def define(cls, spec):
@@ -208,7 +166,7 @@ class TbliteMdCalculation(TbliteCalculation):
         spec.output("final_structure", valid_type=orm.StructureData, help="The last frame.")
         spec.output("final_velocities", valid_type=orm.ArrayData,
                     help="Velocities of the last frame: array 'velocities' (N, 3) in Angstrom/fs.")
-        spec.exit_code(313, "ERROR_ENERGY_DRIFT", message="{message}")
+        spec.exit_code(323, "ERROR_ENERGY_DRIFT", message="{message}")
         spec.inputs.validator = _validate_velocities
 
     def _extra_arguments(self, folder):

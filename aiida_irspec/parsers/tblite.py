@@ -67,7 +67,7 @@ class TbliteParser(Parser):
     def _read_output(self, summary):
         """Read the npz output and attach the nodes; an exit code on failure, else None."""
         if self.output_file not in self.retrieved.base.repository.list_object_names():
-            return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=self.output_file)
+            return self.exit_codes.ERROR_MISSING_OUTPUT_FILE.format(filename=self.output_file)
         try:
             with self.retrieved.base.repository.open(self.output_file, "rb") as handle:
                 with open_npz(handle) as data:

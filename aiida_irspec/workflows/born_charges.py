@@ -1,7 +1,8 @@
 """``irspec.born_charges``: Born effective charges of a structure with any engine.
 
 In: ``structure``, ``engine`` (``"tblite"`` for molecules and clusters, ``"vasp"`` for DFPT), ``code``,
-``protocol``, ``overrides``, ``options``, ``engine_inputs`` (see :mod:`.engine_base`).
+``protocol``, ``engine_overrides``, ``options``, ``engine_inputs`` (see :mod:`.engine_base`).
+``BornChargesWorkChain.get_builder_from_protocol`` reads ``protocols/born_charges.yaml``.
 Out: ``born_charges`` (BornChargesData, with the dielectric tensor where the engine gives it).
 """
 
@@ -13,6 +14,7 @@ class BornChargesWorkChain(EngineWorkChain):
     """Born effective charges Z[i, a, b] = dP_a / dx_{i,b} (|e|) of a structure, whatever the engine."""
 
     _task = "born_charges"
+    _protocol_tag = "born_charges"
     _task_outputs = (("born_charges", True),)
 
     @classmethod

@@ -1,42 +1,75 @@
-"""What the engine-agnostic WorkChains share: the common inputs, the dispatch by engine, the outputs.
+"""What the engine-agnostic WorkChains share: the common inputs, their checks, the dispatch by engine, the outputs.
 
-In the spirit of aiida-common-workflows: the same inputs and outputs whatever the engine. The WorkChain
-asks the engine's process class (:mod:`aiida_irspec.workflows.engines`) for a builder with
-``get_builder_from_protocol(code, structure, protocol, overrides, options, **task_kwargs)``, runs it and
-passes its outputs on. Engine-specific extras go in the ``engine_inputs`` namespace: Data nodes whose
-plain values (Str, Int, Float, Bool, Dict, List) are handed over as Python values and any other node
-(KpointsData, SinglefileData, RemoteData, ...) as it is.
+In the spirit of aiida-common-workflows: the same inputs and outputs whatever the engine. The WorkChain asks
+the engine's WorkChain (the adapter's ``processes``, :mod:`aiida_irspec.workflows.engines`) for a builder with
+``get_builder_from_protocol(code, structure, protocol, overrides=engine_overrides, options, **task_kwargs,
+**extras)``, runs it and passes its outputs on. Restarts (wall time, crashes) are the engine WorkChain's
+business. Engine-specific extras go in the ``engine_inputs`` namespace: Data nodes whose plain values (Str, Int,
+Float, Bool, Dict, List) are handed over as Python values and any other node (SinglefileData, RemoteData, ...)
+as it is.
 
-A CalcJob of the engine (tblite's) that the scheduler ends for its wall time (exit status 120) is run
-once more, from the start, with twice its ``max_wallclock_seconds``; when that one fails too, the WorkChain
-fails with 401. (VASP's processes are WorkChains that restart from the killed run themselves.)
+Checked at submission, before any node is stored (the inputs validator, one line each): an unknown engine; a
+code of another engine (the engine of a code is that of its ``default_calc_job_plugin``); a structure the engine
+does not take (tblite: no periodic cell; VASP: a periodic cell); ``engine_inputs`` the engine's task does not
+take; an engine protocol the engine does not have.
 
 Exit codes: 400 ERROR_INVALID_ENGINE_INPUTS (the engine refused to build its inputs); 401
 ERROR_ENGINE_FAILED (the engine process did not finish successfully: its exit status is in the message,
 and whatever outputs it made are still attached); 402 ERROR_ENGINE_OUTPUT_MISSING.
 """
 
-from aiida import orm
-from aiida.engine import CalcJob, ToContext, WorkChain, if_
+import collections.abc
+import functools
+import os
 
-from aiida_irspec.workflows.engines import ENGINES, engine_process
+from aiida import orm
+from aiida.engine import ToContext, WorkChain
+
+from aiida_irspec.exceptions import InputError
+from aiida_irspec.settings import did_you_mean
+from aiida_irspec.workflows.engines import ENGINES, check_engine_inputs, engine_of_code, get_engine
+from aiida_irspec.workflows.protocols import ProtocolMixin, read_yaml, recursive_merge
 from aiida_irspec.workflows.resumable import SubmitOnce
 
-PROTOCOLS = ("fast", "moderate", "precise")
-WALLTIME = CalcJob.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status  # 120
-WALLTIME_FACTOR = 2
+
+def overrides_dict(overrides):
+    """``overrides`` of a ``get_builder_from_protocol`` as a dict: None -> {}, a path -> the YAML file's mapping."""
+    if overrides is None:
+        return {}
+    if isinstance(overrides, (str, os.PathLike)):
+        overrides = read_yaml(overrides)
+    if not isinstance(overrides, collections.abc.Mapping):
+        raise InputError(f"overrides must be a mapping (or the path of a YAML file of one), got "
+                         f"{type(overrides).__name__}")
+    return dict(overrides)
 
 
-def _validate_engine(value, _):
-    if value.value not in ENGINES:
-        return f"unknown engine {value.value!r}; known: {', '.join(sorted(ENGINES))}"
-    return None
+def fill_builder(builder, values, path=""):
+    """Set the nested mapping ``values`` on the ProcessBuilder (namespace) ``builder``, port by port.
 
+    Plain values of database ports become nodes (``orm.to_aiida_type``); nodes and the values of ``metadata``
+    and other non-database ports are set as they are; each port's validator runs as the value is set.
 
-def _validate_protocol(value, _):
-    if value.value not in PROTOCOLS:
-        return f"unknown protocol {value.value!r}; use one of {', '.join(PROTOCOLS)}"
-    return None
+    :raises InputError: for an unknown port or a value a port refuses, naming the dotted key.
+    """
+    from aiida.engine.processes.ports import PortNamespace
+
+    namespace = builder._port_namespace
+    for key, value in values.items():
+        dotted = f"{path}{key}"
+        port = namespace.get(key)
+        if port is None and not namespace.dynamic:
+            raise InputError(f"unknown input {dotted!r}{did_you_mean(key, namespace)}; "
+                             f"inputs here: {', '.join(sorted(namespace))}")
+        if isinstance(port, PortNamespace) and isinstance(value, collections.abc.Mapping):
+            fill_builder(builder[key], value, f"{dotted}.")
+            continue
+        if not (isinstance(value, orm.Node) or getattr(port, "is_metadata", False) or getattr(port, "non_db", False)):
+            value = orm.to_aiida_type(value)
+        try:
+            builder[key] = value
+        except (ValueError, TypeError) as error:
+            raise InputError(f"input {dotted!r}: {error}") from error
 
 
 def plain(node):
@@ -50,9 +83,41 @@ def plain(node):
     return node
 
 
-class EngineWorkChain(SubmitOnce, WorkChain):
-    """Run one task with the chosen engine. Subclasses set ``_task`` and ``_task_outputs`` and may add inputs
-    that they turn into task keyword arguments in :meth:`task_kwargs`."""
+def _validate_engine(value, _):
+    try:
+        get_engine(value.value)
+    except InputError as error:
+        return str(error)
+    return None
+
+
+def _validate_inputs(task, inputs, ctx):
+    """The engine takes the code, the structure, the extras and the protocol (ports absent here, e.g. excluded
+    where the namespace is exposed, are not checked)."""
+    if "engine" not in inputs:
+        return None
+    name = inputs["engine"].value
+    problem = check_engine_inputs(name, task, code=inputs.get("code"), structure=inputs.get("structure"),
+                                  extras=inputs.get("engine_inputs", {}))
+    if problem or "protocol" not in inputs:
+        return problem
+    process = get_engine(name).process(task)
+    if not hasattr(process, "get_available_protocols"):
+        return None
+    level, alias = process._split_protocol_file_name(inputs["protocol"].value)
+    try:
+        available = process.get_available_protocols(alias)
+    except (InputError, OSError) as error:
+        return str(error)
+    if level not in available:
+        return (f"the {name} engine has no protocol {level!r}{did_you_mean(level, available)}: choose from "
+                f"{', '.join(available)}")
+    return None
+
+
+class EngineWorkChain(ProtocolMixin, SubmitOnce, WorkChain):
+    """Run one task with the chosen engine. Subclasses set ``_task``, ``_task_outputs`` and ``_protocol_tag``
+    and may add inputs that they turn into task keyword arguments in :meth:`task_kwargs`."""
 
     _task = None
     _task_outputs = ()  # (name, required)
@@ -61,68 +126,79 @@ class EngineWorkChain(SubmitOnce, WorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.input("structure", valid_type=orm.StructureData, help="The structure.")
-        spec.input("engine", valid_type=orm.Str, validator=_validate_engine,
-                   help=f"The engine: one of {', '.join(sorted(ENGINES))}.")
-        spec.input("code", valid_type=orm.AbstractCode, help="The engine's Code.")
-        spec.input("protocol", valid_type=orm.Str, default=lambda: orm.Str("moderate"), validator=_validate_protocol,
-                   help="Protocol level: fast, moderate or precise.")
-        spec.input("overrides", valid_type=orm.Dict, required=False,
-                   help="Engine-specific overrides of the protocol (see the engine's get_builder_from_protocol).")
-        spec.input("options", valid_type=orm.Dict, required=False,
+        spec.input("engine", valid_type=orm.Str, validator=_validate_engine, serializer=orm.to_aiida_type,
+                   help=f"The engine: one of {', '.join(ENGINES)} "
+                        f"({'; '.join(f'{e.name}: {e.takes}' for e in ENGINES.values())}).")
+        spec.input("code", valid_type=orm.AbstractCode, help="The engine's Code (its default CalcJob plugin names "
+                                                             "the engine: irspec.tblite.* or vasp.*).")
+        spec.input("protocol", valid_type=orm.Str, required=False, serializer=orm.to_aiida_type,
+                   help="Protocol level of the engine's process (fast, moderate, precise; default: the engine's).")
+        spec.input("engine_overrides", valid_type=orm.Dict, required=False, serializer=orm.to_aiida_type,
+                   help="Overrides of the engine's protocol, mirroring the ports of the engine's WorkChain (tblite: "
+                        "{'parameters': {...}}; VASP: its INCAR 'parameters', 'settings', ...).")
+        spec.input("options", valid_type=orm.Dict, required=False, serializer=orm.to_aiida_type,
                    help="metadata.options of the engine's calculations (resources, max_wallclock_seconds, ...).")
         spec.input_namespace("engine_inputs", valid_type=orm.Data, dynamic=True, required=False,
-                             help="Engine-specific extras passed to get_builder_from_protocol as keyword arguments "
-                                  "(e.g. VASP: potential_family, potential_mapping, kpoints, ml_ff).")
-        spec.outline(cls.run_engine, if_(cls.killed_for_walltime)(cls.rerun_with_more_walltime), cls.results)
+                             help="Engine-specific extras passed to the engine's get_builder_from_protocol as keyword "
+                                  "arguments (" + "; ".join(f"{e.name}: {', '.join(e.extras[cls._task]) or 'none'}"
+                                                            for e in ENGINES.values()) + ").")
+        spec.inputs.validator = functools.partial(_validate_inputs, cls._task)
+        spec.outline(cls.run_engine, cls.results)
         spec.exit_code(400, "ERROR_INVALID_ENGINE_INPUTS", message="the {engine} engine refused the inputs: {error}")
         spec.exit_code(401, "ERROR_ENGINE_FAILED",
                        message="the {engine} {task} process <{pk}> failed with exit status {status}: {message}")
         spec.exit_code(402, "ERROR_ENGINE_OUTPUT_MISSING",
                        message="the {engine} {task} process <{pk}> finished without the output {output}")
 
+    @classmethod
+    def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, *, engine=None, options=None,
+                                  **engine_inputs):
+        """A builder from a level of ``protocols/<_protocol_tag>.yaml`` (which picks the engine's level).
+
+        :param code: the engine's Code; its ``default_calc_job_plugin`` gives the engine unless ``engine`` is given.
+        :param structure: StructureData (the engine checks that it takes it when the builder is submitted).
+        :param protocol: ``fast``, ``moderate`` or ``precise`` (default: the file's default), or ``LEVEL@NAME``.
+        :param overrides: dict (or path of a YAML file) mirroring the ports, e.g. ``{"steps": 2000, "stride": 10,
+            "engine_overrides": {"parameters": {...}}}``.
+        :param engine: ``"tblite"`` or ``"vasp"``.
+        :param options: ``metadata.options`` of the engine's calculations, merged over the protocol's.
+        :param engine_inputs: the engine's extras (VASP: potential_family, potential_mapping, kpoints_distance,
+            ml_ff), plain values or nodes.
+        :raises InputError: for an unknown protocol, input or engine, or a code of no engine.
+        """
+        engine = get_engine(engine) if engine is not None else engine_of_code(code)
+        inputs = cls.get_protocol_inputs(protocol, overrides_dict(overrides))
+        if options:
+            inputs["options"] = recursive_merge(inputs.get("options", {}), options)
+        if engine_inputs:
+            inputs["engine_inputs"] = {**inputs.get("engine_inputs", {}), **engine_inputs}
+        builder = cls.get_builder()
+        fill_builder(builder, {"code": code, "structure": structure, "engine": engine.name, **inputs})
+        return builder
+
     def task_kwargs(self):
         """The task's own keyword arguments for ``get_builder_from_protocol`` (none by default)."""
         return {}
 
     def run_engine(self):
-        """Build the engine's inputs from its protocol and run it."""
-        return self._launch()
-
-    def _launch(self, options=None, link_label=None):
-        """Build and submit the engine process; ``options`` are merged over the input ones."""
-        engine = self.inputs.engine.value
-        process = engine_process(engine, self._task)
+        """Build the engine's inputs from its protocol and run its WorkChain."""
+        engine = get_engine(self.inputs.engine.value)
+        process = engine.process(self._task)
         extras = {name: plain(node) for name, node in self.inputs.get("engine_inputs", {}).items()}
-        merged = {**(self.inputs.options.get_dict() if "options" in self.inputs else {}), **(options or {})}
         try:
             builder = process.get_builder_from_protocol(
-                self.inputs.code, self.inputs.structure, protocol=self.inputs.protocol.value,
-                overrides=self.inputs.overrides.get_dict() if "overrides" in self.inputs else None,
-                options=merged or None, **self.task_kwargs(), **extras)
+                self.inputs.code, self.inputs.structure,
+                protocol=self.inputs.protocol.value if "protocol" in self.inputs else None,
+                overrides=self.inputs.engine_overrides.get_dict() if "engine_overrides" in self.inputs else None,
+                options=self.inputs.options.get_dict() if "options" in self.inputs else None,
+                **self.task_kwargs(), **extras)
         except (ValueError, TypeError) as error:
-            self.report(f"building the {engine} inputs failed: {error}")
-            return self.exit_codes.ERROR_INVALID_ENGINE_INPUTS.format(engine=engine, error=str(error))
-        builder.metadata.call_link_label = link_label or f"{engine}_{self._task}"
+            self.report(f"building the {engine.name} inputs failed: {error}")
+            return self.exit_codes.ERROR_INVALID_ENGINE_INPUTS.format(engine=engine.name, error=str(error))
+        builder.metadata.call_link_label = f"{engine.name}_{self._task}"
         node = self.submit(builder)
-        self.report(f"launched {process.__name__}<{node.pk}> ({engine}, protocol {self.inputs.protocol.value})")
+        self.report(f"launched {process.__name__}<{node.pk}> ({engine.name})")
         return ToContext(engine_process=node)
-
-    def killed_for_walltime(self):
-        """True when the engine's CalcJob was ended by the scheduler for its wall time (exit status 120)."""
-        node = self.ctx.engine_process
-        return node.exit_status == WALLTIME and node.process_type.startswith("aiida.calculations:")
-
-    def rerun_with_more_walltime(self):
-        """Run the job once more, from the start, with ``WALLTIME_FACTOR`` times the wall time of the killed one."""
-        node = self.ctx.engine_process
-        walltime = node.get_option("max_wallclock_seconds")
-        if not walltime:
-            self.report(f"{node.process_label}<{node.pk}> ran out of the scheduler's default wall time: not rerun")
-            return None
-        self.report(f"{node.process_label}<{node.pk}> ran out of its wall time ({walltime} s): running it again "
-                    f"with {WALLTIME_FACTOR * walltime} s")
-        return self._launch(options={"max_wallclock_seconds": WALLTIME_FACTOR * walltime},
-                            link_label=f"{self.inputs.engine.value}_{self._task}_walltime_rerun")
 
     def results(self):
         """Pass the engine's outputs on; fail with 401 / 402 when it failed or an output is missing."""
