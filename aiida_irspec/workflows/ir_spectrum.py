@@ -1,9 +1,10 @@
 """``irspec.ir_spectrum``: N independent NVE runs from decorrelated NVT snapshots, dP/dt of each, one spectrum.
 
 1. an NVT run (``irspec.md``) of ``thermalization + runs * decorrelation`` fs, stored every ``decorrelation``;
-2. its last ``runs`` frames (positions and velocities) start ``runs`` NVE runs (``irspec.md``), at most
-   ``max_concurrent`` at a time;
-3. dP/dt of the model along each NVE trajectory (``irspec.predict_pdot``): where the trajectory lives when
+2. its last ``runs`` frames (positions and velocities) start ``runs`` NVE runs (``irspec.md``);
+3. dP/dt of the model along each NVE trajectory (``irspec.predict_pdot``), launched as soon as its NVE run
+   ends; NVE and prediction jobs share one sliding window of ``max_concurrent`` jobs (a run's prediction before
+   the next NVE run; :class:`~aiida_irspec.workflows.batch.FanOut`). The trajectory is read where it lives when
    the MD process gives its remote folder on the computer of the predict code and the engine's file there
    is one ``aiida-irspec pdot`` reads (the engine adapter's ``remote_trajectory``; tblite),
    so nothing is copied; else from the stored TrajectoryData;
@@ -13,8 +14,9 @@ With ``reference_dipoles`` the NVE runs also record the engine's own dipole (tbl
 clusters), and ``reference_spectrum`` is the same aggregation of those dipoles along the same runs: the
 validation of the model against its reference (with ``route`` "polarization" the model's P is processed
 exactly like the dipoles; with "velocity" the two frequency grids agree only when the correlation time is
-set by the window, not by the run length). A failed NVE or prediction job is left out, reported and
-counted; above ``max_failed_fraction`` the WorkChain stops with 420, keeping what it has.
+set by the window, not by the run length). A failed NVE or prediction job is reported and its run left out;
+as soon as more than ``max_failed_fraction`` of the runs have failed, nothing more is launched, the running jobs
+are waited for and kept, and the WorkChain stops with 420 after aggregating the runs it has.
 """
 
 import math
@@ -30,6 +32,7 @@ from aiida_irspec.data.ir_spectrum import IRSpectrumData
 from aiida_irspec.campaign.settings import FailureSettings, RunSettings
 from aiida_irspec.data.polarization_model import PolarizationModelData
 from aiida_irspec.spectra.settings import SpectrumSettings
+from aiida_irspec.workflows.batch import FanOut
 from aiida_irspec.workflows.engines import get_engine
 from aiida_irspec.workflows.md import MdWorkChain
 from aiida_irspec.workflows.compose import check_override_keys, expose_closed, exposed_builder_inputs
@@ -72,8 +75,10 @@ def _validate_inputs(inputs, _):
     return "; ".join(problems) or None
 
 
-class IRSpectrumWorkChain(ProtocolMixin, SubmitOnce, WorkChain):
+class IRSpectrumWorkChain(ProtocolMixin, FanOut, SubmitOnce, WorkChain):
     """IR spectrum with a confidence band from a polarization model along independent NVE runs."""
+
+    FAN_OUT_UNIT = "run"
 
     _protocol_tag = "ir_spectrum"
 
@@ -107,8 +112,7 @@ class IRSpectrumWorkChain(ProtocolMixin, SubmitOnce, WorkChain):
         spec.outline(
             cls.run_nvt,
             cls.extract_snapshots,
-            while_(cls.has_nve_queue)(cls.launch_nve, cls.collect_nve),
-            while_(cls.has_predict_queue)(cls.launch_predict, cls.collect_predict),
+            while_(cls.fan_out_busy)(cls.fan_out_step),
             cls.aggregate,
         )
         spec.output("spectrum", valid_type=IRSpectrumData, help="Mean spectrum of the runs with its band.")
@@ -201,82 +205,54 @@ class IRSpectrumWorkChain(ProtocolMixin, SubmitOnce, WorkChain):
         frames = list(range(self.ctx.skip + 1, trajectory.numsteps))
         self.ctx.snapshots = extract_snapshots(trajectory, orm.List(frames),
                                                metadata={"call_link_label": "snapshots"})
-        self.ctx.nve_queue = frames
-        self.ctx.predict_queue = []
         self.ctx.pdot = {}
-        self.ctx.launched = 0
+        settings = self._settings()
+        self.fan_out("NVE run", frames, settings["max_concurrent"], settings["max_failed_fraction"])
         return None
 
-    def has_nve_queue(self):
-        return bool(self.ctx.nve_queue)
+    # ------------------------------------------------------------------ NVE and prediction jobs (FanOut)
+    def launch_job(self, kind, key):
+        return self._launch_nve(key) if kind == "NVE run" else self._launch_predict(key)
 
-    def launch_nve(self):
+    def _launch_nve(self, k):
+        """The NVE run from snapshot ``k``."""
         settings = self._settings()
-        wave = self.ctx.nve_queue[:settings["max_concurrent"]]
-        self.ctx.nve_queue = self.ctx.nve_queue[settings["max_concurrent"]:]
-        self.ctx.wave = wave
-        launched = {}
-        for k in wave:
-            inputs = self._md_inputs(f"nve run {k}", structure=self.ctx.snapshots[f"structure_{k}"],
-                                     initial_velocities=self.ctx.snapshots[f"velocities_{k}"],
-                                     ensemble=orm.Str("nve"), temperature=orm.Float(settings["temperature"]),
-                                     steps=orm.Int(settings["steps"]), timestep=orm.Float(settings["timestep"]),
-                                     stride=orm.Int(settings["stride"]), seed=orm.Int(settings["seed"] + k))
-            if settings["reference_dipoles"]:
-                overrides = inputs.engine_overrides.get_dict() if "engine_overrides" in inputs else {}
-                inputs.engine_overrides = orm.Dict(get_engine(inputs.engine.value).with_dipoles(overrides))
-            launched[f"nve_{k}"] = self.submit(MdWorkChain, **inputs)
-        self.report(f"launched NVE runs from snapshots {wave}")
-        return ToContext(**launched)
+        inputs = self._md_inputs(f"nve run {k}", structure=self.ctx.snapshots[f"structure_{k}"],
+                                 initial_velocities=self.ctx.snapshots[f"velocities_{k}"],
+                                 ensemble=orm.Str("nve"), temperature=orm.Float(settings["temperature"]),
+                                 steps=orm.Int(settings["steps"]), timestep=orm.Float(settings["timestep"]),
+                                 stride=orm.Int(settings["stride"]), seed=orm.Int(settings["seed"] + k))
+        if settings["reference_dipoles"]:
+            overrides = inputs.engine_overrides.get_dict() if "engine_overrides" in inputs else {}
+            inputs.engine_overrides = orm.Dict(get_engine(inputs.engine.value).with_dipoles(overrides))
+        return self.submit(MdWorkChain, **inputs)
 
-    def _fail(self, k, node, what):
-        """Leave run ``k`` out: record and report the failed job."""
-        self.ctx.failed[str(k)] = node.pk
-        self.report(f"{what} {node.process_label}<{node.pk}> of run {k} failed (exit {node.exit_status}: "
-                    f"{node.exit_message}); run left out")
+    def _launch_predict(self, k):
+        """dP/dt of the model along NVE run ``k``."""
+        inputs = {"code": self.inputs.predict.code, "model": self.inputs.model,
+                  **self._trajectory_inputs(self.ctx[f"nve_{k}"]),
+                  "settings": orm.Dict({"route": self._settings()["route"]}),
+                  "metadata": {"call_link_label": f"pdot_run_{k}", "label": f"dP/dt run {k}"}}
+        if "options" in self.inputs.predict:
+            inputs["metadata"]["options"] = self.inputs.predict.options.get_dict()
+        return self.submit(PredictPdotCalculation, **inputs)
 
-    def _too_many_failures(self):
-        """Exit code 420 (after aggregating what there is) when too large a fraction of the runs failed."""
-        settings = self._settings()
-        failed, attempted = len(self.ctx.failed), self.ctx.launched
-        if failed and failed / attempted > settings["max_failed_fraction"]:
-            self.report(f"{failed} of {attempted} runs failed: stopping")
-            if self.ctx.pdot:
-                self.aggregate()
-            return self.exit_codes.ERROR_TOO_MANY_FAILED_RUNS.format(failed=failed, attempted=attempted,
-                                                                     fraction=settings["max_failed_fraction"])
-        return None
+    def job_succeeded(self, kind, key, node):
+        """An NVE run: keep its trajectory and queue its prediction; a prediction: keep its dP/dt."""
+        if kind == "NVE run":
+            self.ctx[f"nve_{key}"] = node
+            self.out(f"trajectories.run_{key}", node.outputs.trajectory)
+            self.fan_out_follow("prediction", key)
+        else:
+            self.ctx.pdot[f"run_{key}"] = node.outputs.pdot
+            self.out(f"pdot.run_{key}", node.outputs.pdot)
 
-    def collect_nve(self):
-        for k in self.ctx.wave:
-            node = self.ctx[f"nve_{k}"]
-            if node.is_finished_ok:
-                self.ctx.predict_queue.append(k)
-                self.out(f"trajectories.run_{k}", node.outputs.trajectory)
-            else:
-                self._fail(k, node, "NVE run")
-        self.ctx.launched += len(self.ctx.wave)
-        return self._too_many_failures()
-
-    def has_predict_queue(self):
-        return bool(self.ctx.predict_queue)
-
-    def launch_predict(self):
-        """dP/dt of the model along the finished NVE runs, at most ``max_concurrent`` at a time."""
-        settings = self._settings()
-        wave = self.ctx.predict_queue[:settings["max_concurrent"]]
-        self.ctx.predict_queue = self.ctx.predict_queue[settings["max_concurrent"]:]
-        self.ctx.wave = wave
-        launched = {}
-        for k in wave:
-            inputs = {"code": self.inputs.predict.code, "model": self.inputs.model,
-                      **self._trajectory_inputs(self.ctx[f"nve_{k}"]),
-                      "settings": orm.Dict({"route": settings["route"]}),
-                      "metadata": {"call_link_label": f"pdot_run_{k}", "label": f"dP/dt run {k}"}}
-            if "options" in self.inputs.predict:
-                inputs["metadata"]["options"] = self.inputs.predict.options.get_dict()
-            launched[f"predict_{k}"] = self.submit(PredictPdotCalculation, **inputs)
-        return ToContext(**launched)
+    def too_many_failures(self, failed, attempted):
+        """Exit code 420, after aggregating the runs there are."""
+        if self.ctx.pdot:
+            self.aggregate()
+        return self.exit_codes.ERROR_TOO_MANY_FAILED_RUNS.format(
+            failed=failed, attempted=attempted, fraction=self._settings()["max_failed_fraction"])
 
     def _trajectory_inputs(self, md_node):
         """The trajectory inputs of a prediction job: the MD run's remote file, where it can be read, else
@@ -286,16 +262,6 @@ class IRSpectrumWorkChain(ProtocolMixin, SubmitOnce, WorkChain):
         if filename and remote is not None and remote.computer.uuid == self.inputs.predict.code.computer.uuid:
             return {"remote_trajectory": remote, "trajectory_filename": orm.Str(filename)}
         return {"trajectory": md_node.outputs.trajectory}
-
-    def collect_predict(self):
-        for k in self.ctx.wave:
-            node = self.ctx[f"predict_{k}"]
-            if node.is_finished_ok:
-                self.ctx.pdot[f"run_{k}"] = node.outputs.pdot
-                self.out(f"pdot.run_{k}", node.outputs.pdot)
-            else:
-                self._fail(k, node, "prediction")
-        return self._too_many_failures()
 
     def _spectrum_settings(self):
         return orm.Dict({**self.inputs.analysis.get_dict(), "temperature": float(self.inputs.temperature.value)})
