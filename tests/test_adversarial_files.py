@@ -37,6 +37,7 @@ from aiida_irspec.cli import cli
 pytestmark = pytest.mark.adversarial
 
 SMALL = ["--cutoff", "3.6", "--n-radial", "2", "--l-max", "2"]
+SPECTRUM = ["spectrum", "--temperature", "300"]
 EXECUTABLE = pathlib.Path(sys.executable).parent / "aiida-irspec"
 
 
@@ -206,6 +207,12 @@ def test_output_folder_checked_before_the_inputs_are_read(workspace):
     refused(["spectrum", "broken.extxyz", "--dt", "1", "--temperature", "300", "--volume", "10", "-o", "no/s.csv"],
             14, "does not exist")
     assert time.perf_counter() - started < 10
+
+
+def test_a_bad_experimental_curve_is_found_before_the_spectrum_is_written(workspace):
+    pathlib.Path("bad.csv").write_text("wavenumber,intensity\n500,0.1\n1000,nan\n")
+    refused([*SPECTRUM, "run_molecule.npz", "--dt", "0.5", "--molecules", "2", "--experiment", "bad.csv", "-o",
+             "s.csv", "--plot", "s.png"], 2, "bad.csv, line 3")
 
 
 def test_outputs_must_differ(workspace):
@@ -429,9 +436,6 @@ def test_console_script_stderr(workspace, arguments, exit_code, says):
 
 
 # ==== class 4: silent wrong results ============================================================================
-
-SPECTRUM = ["spectrum", "--temperature", "300"]
-
 
 @pytest.mark.parametrize(("dt", "stride", "fine"), [
     ("1", "1", False), ("0.5", "2", False), ("0.25", "1", False), ("2", "1", False),

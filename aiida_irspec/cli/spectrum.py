@@ -79,7 +79,7 @@ def spectrum(runs, dt, stride, temperature, volume, molecules, window, width_cm1
         pdot_from_polarization,
         resolve_window_width_fs,
     )
-    from aiida_irspec.spectra.io import read_run
+    from aiida_irspec.spectra.io import read_experiment_csv, read_run
 
     if (volume is None) == (molecules is None):
         raise InputError("give exactly one of --volume (A^3, periodic cells) and --molecules (molecules, clusters)")
@@ -88,6 +88,8 @@ def spectrum(runs, dt, stride, temperature, volume, molecules, window, width_cm1
     check_outputs([("--output", output), ("--plot", plot)], inputs=[*runs, experiment])
     if plot:
         figure_format(plot)
+    if experiment:  # a bad curve is found before the work, not after the CSV is written
+        read_experiment_csv(experiment)
     band_map = dict(parse_band(text) for text in bands)
     interval = dt * stride
 
