@@ -38,11 +38,10 @@ def all_nodes_count():
 def test_import_provenance_and_idempotency(aiida_profile_clean, vasp_tree):
     from aiida import orm
 
-    from aiida_irspec.calculations.import_vasp import import_vasp_files
-    from aiida_irspec.cli.import_vasp import find_vasp_outputs
+    from aiida_irspec.calculations.import_vasp import find_files, import_vasp_files
     from aiida_irspec.data.born_charges import BornChargesData
 
-    files = find_vasp_outputs([vasp_tree])
+    files = [f for f in find_files([vasp_tree]) if f.name not in ("INCAR", "POSCAR")]
     assert [f.relative_to(vasp_tree).as_posix() for f in files] == [
         "broken/OUTCAR", "pszn/run/OUTCAR", "pszn/run/vasprun.xml", "pszn/run/vasprun.xml.gz", "zro2-0/OUTCAR.gz",
         "zro2-1/OUTCAR.gz"]
@@ -101,17 +100,66 @@ def test_cli_import_vasp(aiida_profile_clean, vasp_tree):
     zro2_row = table[str(vasp_tree / "zro2-0" / "OUTCAR.gz")].split()
     assert zro2_row[1:4] == ["96", "Zr", "O"] and float(zro2_row[4]) < 1e-3 and zro2_row[5] == "imported"
     assert table[str(vasp_tree / "pszn" / "run" / "vasprun.xml")].split()[1:5] == ["26", "P", "S", "Zn"]
-    assert lines[-1] == "6 files: 1 error, 5 imported; group 'runs' holds 5 nodes"
+    assert "skipped: not a VASP OUTCAR or vasprun.xml" in table[str(vasp_tree / "pszn" / "run" / "POSCAR")]
+    assert lines[-1] == "8 files: 1 error, 5 imported, 2 skipped; group 'runs' holds 5 nodes"
 
     good = [str(vasp_tree / d) for d in ("zro2-0", "zro2-1", "pszn")]
     second = runner.invoke(cli, ["import-vasp", *good, "--group", "runs", "--profile", name])
     assert second.exit_code == 0, second.output
-    assert second.output.splitlines()[-1] == "5 files: 5 already imported; group 'runs' holds 5 nodes"
+    assert second.output.splitlines()[-1] == "7 files: 5 already imported, 2 skipped; group 'runs' holds 5 nodes"
     assert orm.QueryBuilder().append(orm.SinglefileData).count() == 5
 
     (vasp_tree / "empty").mkdir()
     none = runner.invoke(cli, ["import-vasp", str(vasp_tree / "empty"), "--group", "runs", "--profile", name])
-    assert none.exit_code == 2 and "no OUTCAR or vasprun.xml files" in none.output
+    assert none.exit_code == 2 and "no files under" in none.output
+    only_inputs = runner.invoke(cli, ["import-vasp", str(vasp_tree / "pszn" / "run" / "INCAR"),
+                                      str(vasp_tree / "pszn" / "run" / "POSCAR"), "-g", "runs", "-p", name])
+    assert only_inputs.exit_code == 2 and only_inputs.output.count("skipped: not a VASP") == 2
+    assert only_inputs.output.splitlines()[-1].startswith("Error: no VASP OUTCAR or vasprun.xml with Born charges")
+
+
+def test_files_recognised_by_content(aiida_profile_clean, shared_data, tmp_path):
+    """Real names of DFPT outputs (phonopy, pymatgen, custodian: vasprun.xml-born, vasprun_epsilon.xml,
+    vasprun-born.xml, vasprun.dfpt.unconverged.xml.gz, vasprun.xml.<id>, OUTCAR.<id>) in every compression are
+    imported; an MD vasprun.xml, an XDATCAR, inputs and binary files are skipped with the reason."""
+    import bz2
+    import lzma
+
+    from aiida import orm
+
+    from aiida_irspec.calculations.import_vasp import find_files, import_vasp_files
+
+    bec = shared_data / "aiida-vasp" / "born_effective_charge"
+    vasprun, outcar = (bec / "vasprun.xml").read_bytes(), (bec / "OUTCAR").read_bytes()
+    written = {
+        "phonopy/vasprun.xml-born.xz": lzma.compress(vasprun),
+        "mp/vasprun_epsilon.xml": vasprun.replace(b"<modeling>", b"<modeling> ", 1),
+        "a/vasprun-born.xml.bz2": bz2.compress(vasprun.replace(b"<modeling>", b"<modeling>  ", 1)),
+        "pmg/vasprun.dfpt.unconverged.xml.gz": gzip.compress(vasprun.replace(b"<modeling>", b"<modeling>   ", 1)),
+        "c/vasprun.xml.123456": lzma.compress(vasprun, format=lzma.FORMAT_ALONE),
+        "c/OUTCAR.123456": outcar,
+        "md/vasprun.xml": gzip.decompress((shared_data / "vasp-md" / "pmg-vasprun.md.xml" /
+                                           "vasprun.md.xml.gz").read_bytes()),
+        "md/XDATCAR": (shared_data / "vasp-md" / "pmg-XDATCAR.MD" / "XDATCAR.MD").read_bytes(),
+        "c/INCAR": (bec / "INCAR").read_bytes(),
+        "c/WAVECAR": b"\x00\x01" * 100,
+        "c/empty": b"",
+    }
+    for name, data in written.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    results = {r.path.relative_to(tmp_path).as_posix(): r
+               for r in import_vasp_files(find_files([tmp_path]), group=orm.Group(label="real-names").store())}
+    imported = [name for name, r in results.items() if r.status == "imported"]
+    assert sorted(imported) == sorted(list(written)[:6]), {n: r.message for n, r in results.items()}
+    assert "without Born effective charges" in results["md/vasprun.xml"].message
+    assert "XDATCAR" in results["md/XDATCAR"].message
+    assert "not a VASP OUTCAR or vasprun.xml" in results["c/INCAR"].message
+    assert "binary" in results["c/WAVECAR"].message and "empty" in results["c/empty"].message
+    assert {r.status for name, r in results.items() if name not in imported} == {"skipped"}
+    first = results["phonopy/vasprun.xml-born.xz"].born_charges.born_charges
+    for name in imported[1:]:
+        np.testing.assert_allclose(results[name].born_charges.born_charges, first, atol=5.01e-6)
 
 
 def test_verdi_data_irspec(aiida_profile_clean, vasp_tree, tmp_path):

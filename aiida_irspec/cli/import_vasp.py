@@ -1,30 +1,17 @@
 """``aiida-irspec import-vasp``: import existing VASP linear-response results into an AiiDA group."""
 
 import pathlib
-import re
+import signal
 import sys
 
 import click
 
-from aiida_irspec.cli.utils import echo_error_and_exit, format_table, load_profile_or_exit, user_errors
+from aiida_irspec.cli.utils import SIGNAL_EXIT_CODES, echo_error_and_exit, format_table, load_profile_or_exit, user_errors
+from aiida_irspec.exceptions import Terminated
 
-_VASP_NAME = re.compile(r"OUTCAR(\..+)?|vasprun\.xml(\.gz)?")
-
-
-def _natural_key(path):
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
-
-
-def find_vasp_outputs(paths):
-    """Every OUTCAR, OUTCAR.gz, OUTCAR.*, vasprun.xml(.gz) under the paths (recursively), plus the paths
-    that are files themselves; naturally sorted (OUTCAR.9 before OUTCAR.10), without duplicates."""
-    found = set()
-    for path in map(pathlib.Path, paths):
-        if path.is_dir():
-            found.update(p for p in path.rglob("*") if p.is_file() and _VASP_NAME.fullmatch(p.name))
-        else:
-            found.add(path)
-    return sorted(found, key=_natural_key)
+#: Exit codes: 0 every VASP Born-charge output found was imported (or had been); 1 some could not be read;
+#: 2 none was found (every file skipped); 130 / 143 stopped by Ctrl-C / SIGTERM (files before it imported whole).
+EXIT_SOME_FAILED, EXIT_NOTHING_TO_IMPORT = 1, 2
 
 
 @click.command("import-vasp")
@@ -34,40 +21,53 @@ def find_vasp_outputs(paths):
 @click.option("-p", "--profile", default=None, help="AiiDA profile (default: the default profile).")
 @user_errors
 def import_vasp(paths, group_label, profile):
-    """Import VASP Born charges (OUTCAR, OUTCAR.gz, OUTCAR.*, vasprun.xml[.gz]) found under PATHS.
+    """Import the VASP Born charges found in PATHS (files, or folders searched recursively).
 
-    Each file is stored as a SinglefileData and parsed by the calcfunction irspec.import_vasp_file into a
-    StructureData and a BornChargesData, which goes into the group. A file whose content (sha256) was
-    imported before is not imported again ("already imported"; its node is added to the group).
-    Malformed files are reported and skipped. Exit code: 0 when every file imported (or was already
-    imported), 1 when some files failed, 2 when no file was found.
+    Files are recognised by their content, whatever their name (OUTCAR, OUTCAR.12, vasprun.xml-born,
+    vasprun_epsilon.xml, ...), plain or compressed (gzip, xz, bz2, lzma). Each OUTCAR or vasprun.xml with
+    Born effective charges is stored as a SinglefileData and parsed by the calcfunction
+    irspec.import_vasp_file into a StructureData and a BornChargesData, which goes into the group. A file
+    whose content (sha256) was imported before is not imported again ("already imported"; its node is added to
+    the group). Every other file is listed as skipped with the reason. Two imports running at the same time
+    import each file once. Exit code: 0 every Born-charge file imported (or already imported); 1 some files
+    could not be read (listed as errors); 2 no file with Born charges was found; 130 interrupted (Ctrl-C: the
+    files before it are imported whole, the one in progress not at all; run the command again for the rest).
     """
-    files = find_vasp_outputs(paths)
+    from aiida_irspec.calculations.import_vasp import find_files
+
+    files = find_files(paths)
     if not files:
-        echo_error_and_exit(f"no OUTCAR or vasprun.xml files under {', '.join(map(str, paths))}", 2)
+        echo_error_and_exit(f"no files under {', '.join(map(str, paths))}", EXIT_NOTHING_TO_IMPORT)
     load_profile_or_exit(profile)
-    from aiida import orm
+    from aiida_irspec.calculations.import_vasp import ERROR, SKIPPED, get_or_create_group, import_vasp_files
 
-    from aiida_irspec.calculations.import_vasp import ERROR, import_vasp_files
-
-    group, _ = orm.Group.collection.get_or_create(group_label)
+    group = get_or_create_group(group_label)
     stderr = click.get_text_stream("stderr")
     width = len(str(len(files)))
-    counter = iter(range(1, len(files) + 1))
+    done = []
 
     def progress(path):
+        done.append(path)
         if stderr.isatty():
-            stderr.write(f"\r[{next(counter):>{width}}/{len(files)}] {str(path)[-40:]:<40}")
+            stderr.write(f"\r[{len(done):>{width}}/{len(files)}] {str(path)[-40:]:<40}")
             stderr.flush()
 
-    results = import_vasp_files(files, group=group, progress=progress)
+    try:
+        results = import_vasp_files(files, group=group, progress=progress)
+    except KeyboardInterrupt as error:
+        if stderr.isatty():
+            stderr.write("\r" + " " * (width * 2 + 45) + "\r")
+        number = signal.SIGTERM if isinstance(error, Terminated) else signal.SIGINT
+        echo_error_and_exit(f"stopped by {number.name} after {max(len(done) - 1, 0)} of {len(files)} files; each "
+                            "file is imported whole or not at all: run the same command again for the rest",
+                            SIGNAL_EXIT_CODES[number])
     if stderr.isatty():
         stderr.write("\r" + " " * (width * 2 + 45) + "\r")
     rows = []
     for result in results:
         node = result.born_charges
         if node is None:
-            rows.append((result.path, "", "", "", f"error: {result.message}"))
+            rows.append((result.path, "", "", "", f"{result.status}: {result.message}"))
             continue
         species = " ".join(dict.fromkeys(node.symbols))
         rows.append((result.path, node.base.attributes.get("n_atoms"), species, f"{node.sum_rule_max:.1e}",
@@ -76,4 +76,8 @@ def import_vasp(paths, group_label, profile):
     counts = {status: sum(r.status == status for r in results) for status in {r.status for r in results}}
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     click.echo(f"{len(results)} files: {summary}; group '{group.label}' holds {group.count()} nodes")
-    sys.exit(1 if counts.get(ERROR) else 0)
+    if counts.get(ERROR):
+        sys.exit(EXIT_SOME_FAILED)
+    if counts.get(SKIPPED) == len(results):
+        echo_error_and_exit(f"no VASP OUTCAR or vasprun.xml with Born charges among the {len(results)} files "
+                            "(all skipped: see the reasons above)", EXIT_NOTHING_TO_IMPORT)
