@@ -174,3 +174,25 @@ def test_calcjob_rerun_cached_only_with_the_same_cache_versions(aiida_profile_cl
     assert not parser_bumped_node.base.caching.is_created_from_cache
     for charges in (again, job_bumped, parser_bumped):  # one OpenMP thread: every run gives the same bits
         assert np.array_equal(charges, first)
+
+
+def test_calcfunctions_run_on_one_thread_whatever_the_caller_set(aiida_profile):
+    """The results of a calcfunction do not depend on the thread variables: it runs on one BLAS and one OpenMP
+    thread (here the caller sets two), and the caller's setting is back afterwards."""
+    from aiida import orm
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from aiida_irspec.calculations.versioned import versioned_calcfunction
+
+    def counts():
+        return sorted({(pool["user_api"], pool["num_threads"]) for pool in threadpool_info()})
+
+    @versioned_calcfunction
+    def thread_counts() -> orm.List:
+        return orm.List(counts())
+
+    with threadpool_limits(limits=2):
+        inside = thread_counts().get_list()
+        outside = counts()
+    assert inside and {count for _, count in inside} == {1}
+    assert {count for _, count in outside} == {2}
