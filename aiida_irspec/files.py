@@ -56,7 +56,7 @@ def atomic_write(path, mode="wb", encoding=None):
         raise ValueError(f"atomic_write mode must be 'wb' or 'w', not {mode!r}")
     target = _target(path)
     folder, name = os.path.split(target)
-    temporary = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.tmp")
+    temporary = os.path.join(folder, f".{name[:200]}.{secrets.token_hex(8)}.tmp")  # within NAME_MAX (255)
     try:  # the temporary file is created inside: an interrupt right after its creation still removes it
         try:
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
@@ -139,15 +139,18 @@ def same_file(first, second):
 def check_output(path, inputs=(), option="--output"):
     """Check before any work that ``path`` can be written; returns it unchanged.
 
-    Refused with OutputError (exit code 14), naming ``option``: an empty path, a directory, an existing
-    path that is not a regular file (a device, a FIFO: it would be replaced), a folder that does not exist,
-    a path under a regular file, a folder that is not writable (read-only file system, immutable folder,
-    permissions: probed by creating and removing a file there), an existing file that is not writable, and
-    an output that is one of ``inputs`` (compared with ``os.path.samefile``, so links count too).
+    Refused with OutputError (exit code 14), naming ``option``: an empty path, a path ending in a slash, a
+    directory, an existing path that is not a regular file (a device, a FIFO: it would be replaced), a folder
+    that does not exist, a path under a regular file, a folder that is not writable (read-only file system,
+    immutable folder, permissions: probed by creating and removing a file there), an existing file that is
+    not writable, and an output that is one of ``inputs`` (compared with ``os.path.samefile``, so links
+    count too).
     """
     text = os.fspath(path)
     if not text:
         raise OutputError(f"{option}: the output path is empty")
+    if text.endswith(("/", os.sep)):
+        raise OutputError(f"{option} {text}: names a folder; give the file's name")
     target = _target(text)
     if os.path.isdir(target):
         raise OutputError(f"{option} {text}: is a directory")
@@ -166,7 +169,7 @@ def check_output(path, inputs=(), option="--output"):
         if ancestor and not os.path.isdir(ancestor):
             raise OutputError(f"{option} {text}: {ancestor} is a file, not a folder")
         raise OutputError(f"{option} {text}: the folder {folder} does not exist")
-    probe = os.path.join(folder, f".{os.path.basename(target)}.{secrets.token_hex(4)}.probe")
+    probe = os.path.join(folder, f".{os.path.basename(target)[:200]}.{secrets.token_hex(4)}.probe")
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError as error:

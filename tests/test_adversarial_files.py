@@ -179,6 +179,8 @@ OUTPUT_MISTAKES = {  # name -> (output path (INPUT: an input of the command), ex
     "link-to-an-input": ("link", 14, "one of the command's inputs"),
     "a-device": ("/dev/null", 14, "not a regular file (a character device)"),
     "a-directory": ("adir", 2, "is a directory"),
+    "a-folder-name": ("new/", 14, "names a folder"),
+    "empty": ("", 14, "the output path is empty"),
 }
 
 
@@ -699,8 +701,8 @@ def test_yaml_reader_refuses_files_that_are_not_yaml_files(tmp_path, kind):
      "(5 species) would need about"),
     (["predict", "model.npz", "structure.extxyz", "--born-charges", "-o", "p.npz"], {"IRSPEC_MEMORY_LIMIT": "100"},
      "the predicted arrays of 1 frames"),
-    ([*SPECTRUM, "run_molecule.npz", "--dt", "0.5", "--molecules", "2", "--bootstrap", "1000000000", "-o", "s.csv"],
-     {"IRSPEC_MEMORY_LIMIT": "64G"}, "with 1000000000 bootstrap resamples would need about"),
+    ([*SPECTRUM, "run_molecule.npz", "--dt", "0.5", "--molecules", "2", "--bootstrap", "100000", "-o", "s.csv"],
+     {"IRSPEC_MEMORY_LIMIT": "10M"}, "with 100000 bootstrap resamples would need about"),
     ([*SPECTRUM, "run_molecule.npz", "--dt", "0.5", "--molecules", "2", "-o", "s.csv"], {"IRSPEC_MEMORY_LIMIT": "1K"},
      "the spectrum of 1 runs"),
 ], ids=["fit-limit", "fit-five-species", "fit-auto-five-species", "predict", "spectrum-bootstrap", "spectrum"])
@@ -727,6 +729,28 @@ def test_fit_limits_at_option_parsing(workspace, option, value):
     started = time.perf_counter()
     refused(["fit", "train.extxyz", "-o", "m.npz", option, value], 2, "is not in the range")
     assert time.perf_counter() - started < 5
+
+
+SPECTRUM_LIMITS = [  # (option, value, words): the spectrum settings' documented ranges
+    ("--bootstrap", "1000000000", "--bootstrap: 1000000000 is out of range"),
+    ("--volume", "1e300", "--volume: 1e+300 is out of range"), ("--volume", "nan", "--volume: nan is not allowed"),
+    ("--width", "1e9", "--width: 1000000000.0 is out of range"), ("--width-fs", "inf", "--width-fs: inf"),
+    ("--max-correlation", "1e300", "--max-correlation: 1e+300 is out of range"),
+    ("--max-frequency", "nan", "--max-frequency: nan is not allowed"),
+]
+
+
+@pytest.mark.parametrize(("option", "value", "says"), SPECTRUM_LIMITS, ids=[f"{o}={v}" for o, v, _ in SPECTRUM_LIMITS])
+def test_spectrum_limits_before_any_work(workspace, option, value, says):
+    arguments = {"--dt": "0.5", "--volume": "100", option: value}
+    refused([*SPECTRUM, "run_periodic.npz", *[x for pair in arguments.items() for x in pair], "-o", "s.csv"], 2, says)
+
+
+@pytest.mark.parametrize("xlim", [("nan", "100"), ("500", "100"), ("100", "inf")], ids=["nan", "reversed", "inf"])
+def test_spectrum_plot_range_checked_before_any_work(workspace, xlim):
+    """A plot range matplotlib refuses (NaN: a traceback after the CSV was written, before) or a reversed one."""
+    refused([*SPECTRUM, "run_molecule.npz", "--dt", "0.5", "--molecules", "2", "-o", "s.csv", "--plot", "s.png",
+             "--xlim", *xlim], 2, "--xlim: expected two finite wavenumbers LO < HI")
 
 
 @pytest.mark.parametrize(("settings", "exit_code", "says"), [

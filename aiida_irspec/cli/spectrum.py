@@ -12,6 +12,10 @@ import click
 from aiida_irspec.cli.utils import InputFile, format_table, user_errors
 
 QUANTUM = ("none", "harmonic", "standard", "schofield")
+#: The options of the spectrum settings (aiida_irspec.spectra.settings, where their ranges are documented).
+OPTIONS = {"volume": "--volume", "molecules": "--molecules", "window": "--window", "width_cm1": "--width",
+           "width_fs": "--width-fs", "max_correlation_fs": "--max-correlation", "max_frequency_cm1": "--max-frequency",
+           "bootstrap": "--bootstrap", "seed": "--seed"}
 
 
 def parse_band(text):
@@ -80,9 +84,18 @@ def spectrum(runs, dt, stride, temperature, volume, molecules, window, width_cm1
         resolve_window_width_fs,
     )
     from aiida_irspec.spectra.io import read_experiment_csv, read_run
+    from aiida_irspec.spectra.settings import SpectrumSettings
 
     if (volume is None) == (molecules is None):
         raise InputError("give exactly one of --volume (A^3, periodic cells) and --molecules (molecules, clusters)")
+    settings = dict(volume=volume, molecules=molecules, window=window, width_cm1=width_cm1, width_fs=width_fs,
+                    max_correlation_fs=max_correlation_fs, max_frequency_cm1=max_frequency_cm1, bootstrap=bootstrap,
+                    seed=seed)
+    problems = SpectrumSettings.problems({k: v for k, v in settings.items() if v is not None}, partial=True)
+    if problems:  # the settings' documented ranges, named by their options
+        raise InputError("; ".join(OPTIONS[text.split(":")[0]] + text[text.index(":"):] for text in problems))
+    if xlim is not None and not (math.isfinite(xlim[0]) and math.isfinite(xlim[1]) and xlim[0] < xlim[1]):
+        raise InputError(f"--xlim: expected two finite wavenumbers LO < HI, got {xlim[0]} {xlim[1]}")
     if stride < 1 or not (math.isfinite(dt) and dt > 0):
         raise InputError(f"--dt must be a positive number of fs (got {dt}) and --stride at least 1 (got {stride})")
     check_outputs([("--output", output), ("--plot", plot)], inputs=[*runs, experiment])
