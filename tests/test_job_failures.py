@@ -15,6 +15,7 @@ failures (test_workflow_active_learning.py).
 """
 
 import pathlib
+import re
 import secrets
 import shutil
 import sys
@@ -152,7 +153,8 @@ def test_campaign_stops_at_its_failure_limit_and_keeps_what_it_computed(faulty_c
                                                                        aiida_code_installed, tmp_path):
     """The tiny campaign with ``failures.max_failed_fraction: 0`` and its 3rd engine job crashing with its rerun
     (job 1 is the sampling MD, jobs 2 and 3 the first two reference jobs): ``campaign run`` exits 4 naming exit
-    status 410; the sampling trajectory and the finished reference are kept."""
+    status 410; the sampling trajectory and every finished reference are kept (the other first reference, and
+    those launched in the sliding window while the crashed job was rerun)."""
     import yaml
     from aiida import orm
     from click.testing import CliRunner
@@ -172,10 +174,11 @@ def test_campaign_stops_at_its_failure_limit_and_keeps_what_it_computed(faulty_c
     assert "Traceback" not in result.output
     node = orm.QueryBuilder().append(orm.WorkflowNode, filters={"label": spec["name"]}).order_by(
         {orm.WorkflowNode: {"ctime": "desc"}}).first()[0]
-    assert node.exit_status == 410 and "1 of 2 reference jobs failed" in node.exit_message
+    failed, attempted = map(int, re.search(r"(\d+) of (\d+) reference jobs failed", node.exit_message).groups())
+    assert node.exit_status == 410 and failed == 1 and attempted >= 2, node.exit_message
     assert node.outputs.sampling.trajectory.numsteps == 41
     learning = [child for child in node.called if child.process_label == "ActiveLearningWorkChain"][0]
-    assert len(learning.outputs.born_charges) == 1
+    assert len(learning.outputs.born_charges) == attempted - 1
     crashed = [job for job in learning.called_descendants if isinstance(job, orm.CalcJobNode) and job.exit_status]
     assert [job.exit_status for job in crashed] == [310, 310]
 
