@@ -1,17 +1,66 @@
-"""`aiida-irspec campaign submit` on the production set-up: PostgreSQL + RabbitMQ profile, a real daemon."""
+"""Campaigns through a real daemon: the Python route (get_builder_from_protocol + submit) against the YAML route
+(`aiida-irspec campaign run FILE`), bit for bit; and `campaign submit` on the production set-up (PostgreSQL +
+RabbitMQ)."""
 
 import re
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from campaign_helpers import tiny_campaign_spec
+from campaign_helpers import WATER_DIMER, tiny_campaign_spec
 from daemon_helpers import daemon_codes, daemon_computer, running_daemon, wait_until
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+def spectrum_arrays(spectrum):
+    return {name: spectrum.get_array(name) for name in spectrum.get_arraynames()}
 
 
+@pytest.mark.reliability  # about 5 min: two tiny campaigns
+@pytest.mark.timeout(1500)
+def test_python_route_on_the_daemon_equals_the_yaml_route(sqlite_zeromq_profile, tmp_path):
+    """The tiny tblite campaign built in Python with get_builder_from_protocol and submitted to a daemon finishes,
+    and its spectrum (and the engine's reference spectrum) is bit-identical to the one of the same campaign file
+    run in the foreground by `aiida-irspec campaign run` (caching off: nothing is shared between the two)."""
+    import ase.io
+    from aiida import orm
+    from aiida.engine import submit
+
+    from aiida_irspec.cli import cli
+    from aiida_irspec.data.frames import structure_from_atoms
+    from aiida_irspec.workflows.campaign import CampaignWorkChain
+
+    engine, predict = daemon_codes(daemon_computer(tmp_path / "work"))
+    spec = tiny_campaign_spec(engine.full_label, predict.full_label)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec))
+
+    out = CliRunner().invoke(cli, ["campaign", "run", str(path), "-p", sqlite_zeromq_profile.name])
+    assert out.exit_code == 0, out.output
+    from_yaml = orm.QueryBuilder().append(orm.WorkflowNode, filters={"label": spec["name"]}).one()[0]
+
+    overrides = {key: value for key, value in spec.items() if key not in ("name", "protocol", "structure", "codes")}
+    builder = CampaignWorkChain.get_builder_from_protocol(engine, predict, structure_from_atoms(ase.io.read(WATER_DIMER)),
+                                                          protocol="fast", overrides=overrides)
+    builder.metadata.label = "from-python"
+    with running_daemon(sqlite_zeromq_profile) as client:
+        node = submit(builder)
+        wait_until(lambda: node.is_terminated, 1200, interval=1.0)
+        assert node.is_finished_ok, (node.process_state, node.exit_status, node.exit_message, client.daemon_log_file)
+    for name in ("spectrum", "reference_spectrum"):
+        ours, theirs = node.outputs.spectrum[name], from_yaml.outputs.spectrum[name]
+        assert ours.uuid != theirs.uuid
+        expected = spectrum_arrays(theirs)
+        got = spectrum_arrays(ours)
+        assert got.keys() == expected.keys()
+        for array in expected:
+            np.testing.assert_array_equal(got[array], expected[array])
+    assert "spec_file" not in node.inputs and from_yaml.inputs.spec_file["name"] == "tiny.yaml"
+
+
+@pytest.mark.services
+@pytest.mark.slow
 def test_campaign_submit_runs_on_the_daemon(postgres_rabbitmq_profile, tmp_path):
     from aiida import orm
 
