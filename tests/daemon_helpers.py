@@ -153,3 +153,13 @@ def assert_same_spectrum(spectrum, expected):
                         if arrays[name].shape == reference[name].shape else None)
                  for name in arrays if not np.array_equal(arrays[name], reference[name])}
     assert not different, f"arrays differ (name: shape, expected shape, largest difference): {different}"
+
+
+def verdi(profile, *args):
+    """Run ``verdi -p PROFILE ARGS`` in this process; its output. Fails the test on a non-zero exit."""
+    from aiida.cmdline.commands.cmd_verdi import verdi as verdi_command
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(verdi_command, ["-p", profile.name, *args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output

@@ -265,14 +265,79 @@ def test_campaign_moves_to_the_cluster_with_one_line_and_survives_a_walltime_kil
 
     ours, theirs = cluster.outputs, local_run.outputs
     for name in ("positions", "velocities"):
-        np.testing.assert_array_equal(ours.sampling_trajectory.get_array(name),
-                                      theirs.sampling_trajectory.get_array(name))
-    history = ours.history.get_dict()
+        np.testing.assert_array_equal(ours.sampling.trajectory.get_array(name),
+                                      theirs.sampling.trajectory.get_array(name))
+    history = ours.learning.history.get_dict()
     assert history["failed_frames"] == [] and history["rows"][-1]["attempted"] == 7
-    assert _without_uuids(history) == _without_uuids(theirs.history.get_dict())
+    assert _without_uuids(history) == _without_uuids(theirs.learning.history.get_dict())
     for name in ("spectrum", "reference_spectrum"):
         for array in ("frequency_cm1", "mean", "stderr"):
-            np.testing.assert_array_equal(ours[name].get_array(array), theirs[name].get_array(array))
+            np.testing.assert_array_equal(ours.spectrum[name].get_array(array),
+                                          theirs.spectrum[name].get_array(array))
+
+
+@pytest.mark.timeout(2400)
+def test_archived_campaign_reruns_on_the_cluster_bit_identical(aiida_config_tmp, aiida_profile_factory, tmp_path):
+    """A campaign finished on localhost, exported with `verdi archive create` and imported into a fresh profile,
+    then run again from its stored inputs with every code moved to the SLURM cluster, caching on for the plugin's
+    calculations: the spectrum is bit-identical. The CalcJobs run again (their hash holds the computer); the
+    calcfunctions whose inputs are equal come from the imported ones' cache."""
+    from aiida import orm
+    from aiida.engine import run_get_node
+    from aiida.manage import get_manager
+    from aiida.manage.caching import enable_caching
+
+    from aiida_irspec.cli import cli
+    from daemon_helpers import daemon_codes, daemon_computer, verdi
+
+    settings = cluster_settings()
+    archive = tmp_path / "campaign.aiida"
+    try:
+        with aiida_profile_factory(aiida_config_tmp, storage_backend="core.sqlite_dos", name="origin") as origin:
+            engine, predict = daemon_codes(daemon_computer(tmp_path / "work"))
+            spec = tiny_campaign_spec(engine.full_label, predict.full_label)
+            path = tmp_path / "tiny.yaml"
+            path.write_text(yaml.safe_dump(spec))
+            result = CliRunner().invoke(cli, ["campaign", "run", str(path), "-p", origin.name])
+            assert result.exit_code == 0, result.output
+            first = orm.QueryBuilder().append(orm.WorkflowNode, filters={"label": spec["name"]}).one()[0]
+            expected = {name: {array: first.outputs.spectrum[name].get_array(array)
+                               for array in first.outputs.spectrum[name].get_arraynames()}
+                        for name in ("spectrum", "reference_spectrum")}
+            verdi(origin, "archive", "create", "-N", str(first.pk), "--", str(archive))
+
+        with aiida_profile_factory(aiida_config_tmp, storage_backend="core.sqlite_dos", name="elsewhere") as fresh:
+            verdi(fresh, "archive", "import", "--", str(archive))
+            trap = tmp_path / "trap"
+            trap.mkdir()
+            result = setup_computer(fresh, "slurm-test", *ssh_arguments(settings, trap))
+            assert result.exit_code == 0, result.output
+            imported = orm.load_node(first.uuid)
+            builder = imported.get_builder_restart()
+            tblite, irspec = orm.load_code("tblite@slurm-test"), orm.load_code("irspec@slurm-test")
+            for namespace in (builder.sampling, builder.learning.born_charges, builder.spectrum.md):
+                namespace.code = tblite
+                namespace.options = orm.Dict(OPTIONS)
+            builder.spectrum.predict.code = irspec
+            builder.spectrum.predict.options = orm.Dict(OPTIONS)
+            start = time.perf_counter()
+            with enable_caching(identifier="aiida.calculations:irspec.*"):
+                node = run_get_node(builder)[1]
+            print(f"rerun on the cluster: {time.perf_counter() - start:.1f} s")
+            assert node.is_finished_ok, (node.exit_status, node.exit_message)
+            for name, arrays in expected.items():
+                for array, values in arrays.items():
+                    np.testing.assert_array_equal(node.outputs.spectrum[name].get_array(array), values)
+            jobs = [n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)]
+            assert jobs and {job.computer.label for job in jobs} == {"slurm-test"}
+            assert not any(job.base.caching.is_created_from_cache for job in jobs)
+            functions = [n for n in node.called_descendants if isinstance(n, orm.CalcFunctionNode)]
+            cached = sorted({n.process_label for n in functions if n.base.caching.is_created_from_cache})
+            fresh_runs = sorted({n.process_label for n in functions if not n.base.caching.is_created_from_cache})
+            print(f"{len(jobs)} CalcJobs ran on slurm-test; from the cache: {cached}; computed again: {fresh_runs}")
+            assert "fit_polarization_model" in cached and "aggregate_spectra" in cached
+    finally:
+        get_manager().reset_profile()
 
 
 def _jobcomp_line(job_id):

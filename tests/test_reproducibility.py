@@ -7,18 +7,9 @@ import yaml
 from click.testing import CliRunner
 
 from campaign_helpers import tiny_campaign_spec
-from daemon_helpers import assert_same_spectrum, daemon_codes, daemon_computer, spectrum_arrays
+from daemon_helpers import assert_same_spectrum, daemon_codes, daemon_computer, spectrum_arrays, verdi
 
 pytestmark = pytest.mark.reliability
-
-
-def verdi(profile, *args):
-    """Run ``verdi -p PROFILE ARGS`` in this process; its output. Fails the test on a non-zero exit."""
-    from aiida.cmdline.commands.cmd_verdi import verdi as verdi_command
-
-    result = CliRunner().invoke(verdi_command, ["-p", profile.name, *args])
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result.output
 
 
 @pytest.mark.timeout(900)
