@@ -619,6 +619,17 @@ def test_engine_counts_must_be_positive(workspace, job, settings, says):
     assert json.loads(pathlib.Path("summary.json").read_text())["error"] == "input"
 
 
+def test_born_charges_charge_bounded(workspace):
+    pathlib.Path("s.json").write_text(json.dumps({"charge": 1000}))
+    refused(["engine", "born-charges", "water.extxyz", "-s", "s.json"], 2, "has 20 electrons", new={"summary.json"})
+
+
+@pytest.mark.parametrize("value", ["Zr=nan,O=-2", "Zr=inf,O=-2"], ids=["nan", "inf"])
+def test_fit_baseline_charges_must_be_finite(workspace, value):
+    """A NaN baseline charge gave a numpy traceback in the fit."""
+    refused(["fit", "train.extxyz", *SMALL, "-o", "m.npz", "--charges", value], 2, "must be a finite number")
+
+
 NUMBERS = [  # (option, value, words): real numbers that must be finite and in range
     ("--cutoff", "nan", "not a finite number"), ("--cutoff", "inf", "not a finite number"),
     ("--cutoff", "-1", "not in the range"), ("--cutoff", "0", "not in the range"),
@@ -759,7 +770,11 @@ def test_spectrum_plot_range_checked_before_any_work(workspace, xlim):
     ({"steps": 10**8, "stride": 10**7}, 0, None),
     ({"steps": 4, "temperature": 1e300}, 2, "at most 100000 K"),
     ({"steps": 4, "temperature": float("inf")}, 2, "at most 100000 K"),
-], ids=["steps-1e15", "frames-1e8", "frames-few", "temperature-1e300", "temperature-inf"])
+    ({"steps": 4, "timestep": 1e300}, 2, "at most 100 fs"),
+    ({"steps": 4, "charge": 1000}, 2, "has 20 electrons when neutral"),
+    ({"steps": 4, "charge": -21}, 2, "has 20 electrons when neutral"),
+], ids=["steps-1e15", "frames-1e8", "frames-few", "temperature-1e300", "temperature-inf", "timestep-1e300",
+        "charge-1000", "charge--21"])
 def test_engine_md_limits(workspace, settings, exit_code, says):
     pathlib.Path("s.json").write_text(json.dumps(settings))
     if exit_code == 0:  # few frames: accepted, but stopped right away here (no need to run 1e8 steps)

@@ -239,7 +239,7 @@ def test_spectrum_refuses_non_physical_numbers(run_file, tmp_path, option, value
     ({"temperature": float("nan")}, "temperature must be >= 0 K"),
     ({"timestep": 0.0}, "time step must be positive"),
     ({"timestep": -0.5}, "time step must be positive"),
-    ({"timestep": float("inf")}, "time step must be positive"),
+    ({"timestep": float("inf")}, "at most 100 fs"),
     ({"steps": "10"}, "setting 'steps' must be of type int"),
     ({"thermostat": "nose"}, "thermostat"),
 ])

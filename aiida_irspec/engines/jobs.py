@@ -11,10 +11,12 @@ with ``"error": "interrupted"`` and exit code 130 / 143.
 
 Limits (documented, checked before the engine starts): atoms closer than ``MIN_DISTANCE`` (0.5 Angstrom)
 are refused as an engine failure (tblite's own "too close interatomic distances", which it raises only
-for exactly overlapping atoms: nearly overlapping ones gave finite nonsense); at most ``MAX_MD_STEPS`` MD
-steps; MD temperature at most ``MAX_TEMPERATURE``; a trajectory whose frames would need more memory than
-:func:`aiida_irspec.resources.memory_limit` is refused with the estimate (exit code 15). Any NaN or
-infinite value in a result is an engine failure (exit code 12), never a file.
+for exactly overlapping atoms: nearly overlapping ones gave finite nonsense); at most ``MAX_MD_STEPS``
+(1e9) MD steps, a temperature of at most ``MAX_TEMPERATURE`` (1e5 K) and a time step of at most
+``MAX_TIMESTEP`` (100 fs); a total charge of at most as many electrons as the neutral structure has; a
+trajectory whose frames would need more memory than :func:`aiida_irspec.resources.memory_limit` is
+refused with the estimate (exit code 15). Any NaN or infinite value in a result is an engine failure
+(exit code 12), never a file.
 """
 
 import json
@@ -44,9 +46,10 @@ EXIT_CODES = {"ok": 0, "input": 2, "periodic": 11, "engine": 12, "drift": 13, "o
 
 #: Closest two atoms may be in an engine's input structure (Angstrom).
 MIN_DISTANCE = 0.5
-#: Most MD steps one job runs, and its highest temperature (K).
+#: Most MD steps one job runs, its highest temperature (K) and longest time step (fs).
 MAX_MD_STEPS = 10**9
 MAX_TEMPERATURE = 1e5
+MAX_TIMESTEP = 100.0
 
 CALCULATOR_SETTINGS = {"method": "GFN2-xTB", "charge": 0, "multiplicity": 1, "accuracy": 1.0}
 BORN_CHARGES_SETTINGS = {**CALCULATOR_SETTINGS, "route": "displacement", "displacement": 1e-3, "field": 1e-3}
@@ -110,7 +113,18 @@ def read_settings(path, defaults):
         raise InputError(f"{path}: setting 'steps' is {settings['steps']}; at most {MAX_MD_STEPS} steps in one job")
     if settings.get("temperature", 0.0) > MAX_TEMPERATURE:  # NaN: refused by the MD checks
         raise InputError(f"{path}: setting 'temperature' is {settings['temperature']} K; at most {MAX_TEMPERATURE:g} K")
+    if settings.get("timestep", 0.0) > MAX_TIMESTEP:  # (a time step of 1e300 fs overflowed in ASE)
+        raise InputError(f"{path}: setting 'timestep' is {settings['timestep']} fs; at most {MAX_TIMESTEP:g} fs")
     return settings
+
+
+def check_charge(atoms, charge):
+    """InputError when the total ``charge`` (|e|) would remove more electrons than ``atoms`` have, or add
+    more than they have (tblite returned numbers for a water dimer of charge +1000, with exit code 0)."""
+    electrons = int(np.sum(atoms.numbers))
+    if abs(charge) > electrons:
+        raise InputError(f"setting 'charge' is {charge}: the structure {atoms.get_chemical_formula()} has "
+                         f"{electrons} electrons when neutral")
 
 
 def _typed(path, key, value, default):
@@ -135,6 +149,7 @@ def run_born_charges_job(structure, settings=None, output=BORN_CHARGES_FILE, sum
         check_outputs([("--output", output)], inputs=[structure, settings])
         atoms = read_structure(structure)
         options = read_settings(settings, BORN_CHARGES_SETTINGS)
+        check_charge(atoms, options["charge"])
         check_distances(atoms)
         calculator = {key: options[key] for key in CALCULATOR_SETTINGS}
         started = time.perf_counter()
@@ -167,6 +182,7 @@ def run_md_job(structure, settings=None, velocities=None, output=TRAJECTORY_FILE
         frames = max(options["steps"], 0) // max(options["stride"], 1) + 1
         check_memory(md_memory(frames, len(atoms)), f"{frames} stored MD frames of {len(atoms)} atoms",
                      "a larger stride or fewer steps per job")
+        check_charge(atoms, options["charge"])
         check_distances(atoms)
         initial = None
         if velocities is not None:

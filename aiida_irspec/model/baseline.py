@@ -48,6 +48,8 @@ def normalise_charges(charges):
         if number is None:
             raise InputError(f"unknown element {key!r} in the baseline charges")
         out[number] = float(value)
+        if not np.isfinite(out[number]):
+            raise InputError(f"the baseline charge of {key} must be a finite number, not {value!r}")
     return out
 
 
