@@ -366,6 +366,30 @@ def test_signal_during_fit_keeps_the_previous_model(workspace, number):
     assert not leftovers(".")
 
 
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_engine_md_writes_its_summary(workspace, number):
+    """A signal while ``engine md`` runs: exit 130 / 143, one Error line, the summary says why, no trajectory
+    and no temporary file (a previous trajectory at the path is kept)."""
+    needs_console_script()
+    pathlib.Path("long.json").write_text(json.dumps({"steps": 200000, "stride": 10}))
+    pathlib.Path("t.npz").write_bytes(b"previous trajectory")
+    process = subprocess.Popen([str(EXECUTABLE), "engine", "md", "water.extxyz", "-s", "long.json", "-o", "t.npz",
+                                "--progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment())
+    first = process.stderr.readline()  # the first progress line: the MD runs
+    assert first.startswith(b"step"), first
+    process.send_signal(number)
+    _, stderr = process.communicate(timeout=120)
+    stderr = stderr.decode()
+    assert process.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[number], stderr
+    assert "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.startswith("Error")] == [
+        f"Error: stopped by {number.name}; files written before are unchanged"]
+    summary = json.loads(pathlib.Path("summary.json").read_text())
+    assert summary["error"] == {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}[number]
+    assert summary["exit_code"] == process.returncode
+    assert pathlib.Path("t.npz").read_bytes() == b"previous trajectory" and not leftovers(".")
+
+
 WRITER = """
 import sys, numpy as np
 from aiida_irspec.files import savez
