@@ -49,7 +49,8 @@ def test_recipes_on_a_small_chain(aiida_localhost, aiida_code_installed):
     assert [m.pk for m in models_using(jobs[1])] == sorted([model_a.pk, model_b.pk])
     assert [s.pk for s in spectra_using(jobs[0])] == [spectrum.pk]
     assert spectra_using(jobs[2]) == []
-    # from the CalcJob under the WorkChain as well
-    calcjob = jobs[0].called[0]
+    # from the CalcJob under the WorkChains (irspec.born_charges -> irspec.tblite.born_charges) as well
+    calcjob = jobs[0].called[0].called[0]
+    assert calcjob.process_type == "aiida.calculations:irspec.tblite.born_charges"
     assert [m.pk for m in models_using(calcjob)] == [model_a.pk]
     assert np.isfinite(spectrum.mean).all()

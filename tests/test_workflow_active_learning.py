@@ -69,16 +69,17 @@ def test_loop_until_budget_with_history(tblite_code):
 
 
 def test_failed_references_are_counted_and_stop_the_loop(tblite_code):
-    """Frame 1 of the pool gets a periodic cell (the others have none): tblite refuses it (exit 311). With at most 20% failures
-    allowed, 1 failure in 4 stops the loop with 410, keeping the three references."""
+    """Frame 1 of the pool has an H atom on top of its O: tblite fails on it (exit 322; a deterministic failure, not
+    run again). With at most 20% failures allowed, 1 failure in 4 stops the loop with 410, keeping the three
+    references. (A frame tblite cannot take at all, e.g. a periodic one, is refused when its job is submitted.)"""
     from aiida import orm
 
     result = water_dimer_md()
     pool = trajectory_data(result)
-    cells = np.zeros_like(result.cells)
-    cells[1] = np.eye(3) * 15.0
-    pool.set_trajectory(pool.symbols, result.positions, stepids=np.arange(len(result.times)), cells=cells,
-                        times=result.times, velocities=result.velocities, pbc=(True, True, True))
+    positions = result.positions.copy()
+    positions[1, 1] = positions[1, 0]
+    pool.set_trajectory(pool.symbols, positions, stepids=np.arange(len(result.times)), cells=result.cells,
+                        times=result.times, velocities=result.velocities, pbc=[bool(p) for p in result.pbc])
     pool.store()
     settings = {"initial": 4, "batch": 2, "budget": 6, "error_estimate": "uncertainty", "holdout": 0,
                 "max_failed_fraction": 0.2, "max_concurrent": 4}
