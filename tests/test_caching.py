@@ -176,6 +176,27 @@ def test_calcjob_rerun_cached_only_with_the_same_cache_versions(aiida_profile_cl
         assert np.array_equal(charges, first)
 
 
+def test_a_crashed_job_is_no_cache_source(aiida_profile_clean, aiida_code_installed, aiida_localhost):
+    """A job whose command wrote nothing (here /bin/true: exit 0, no summary) fails with 310, and a rerun with
+    caching on runs again instead of taking the failure from the cache (what a restart after a crash needs)."""
+    from aiida import orm
+    from aiida.engine import run_get_node
+    from aiida.manage.caching import enable_caching
+    from ase.build import molecule
+
+    from aiida_irspec.calculations.tblite import TbliteBornChargesCalculation
+
+    aiida_localhost.set_minimum_job_poll_interval(0.0)
+    code = aiida_code_installed(default_calc_job_plugin="irspec.tblite.born_charges", computer=aiida_localhost,
+                                filepath_executable="/bin/true")
+    structure = orm.StructureData(ase=molecule("H2O")).store()
+    with enable_caching(identifier=PLUGIN_PATTERN):
+        nodes = [run_get_node(TbliteBornChargesCalculation, code=code, structure=structure)[1] for _ in range(2)]
+    assert [node.exit_status for node in nodes] == [310, 310]
+    assert not nodes[0].base.caching.is_valid_cache
+    assert not nodes[1].base.caching.is_created_from_cache
+
+
 def test_calcfunctions_run_on_one_thread_whatever_the_caller_set(aiida_profile):
     """The results of a calcfunction do not depend on the thread variables: it runs on one BLAS and one OpenMP
     thread (here the caller sets two), and the caller's setting is back afterwards."""

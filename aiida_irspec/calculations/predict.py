@@ -97,9 +97,11 @@ class PredictPdotCalculation(CalcJob):
         spec.inputs["metadata"]["options"]["withmpi"].default = False
         spec.inputs["metadata"]["options"]["parser_name"].default = "irspec.predict_pdot"
         spec.output("pdot", valid_type=orm.ArrayData, help="times (fs) and pdot (|e| A/fs) or polarization (|e| A).")
+        # a crash or a damaged file is no result: never a cache source (a rerun computes again)
         spec.exit_code(300, "ERROR_MISSING_OUTPUT", message="pdot.npz was not retrieved: the command failed "
-                                                            "(see the retrieved aiida.err).")
-        spec.exit_code(301, "ERROR_CORRUPT_OUTPUT", message="pdot.npz cannot be read: {error}")
+                                                            "(see the retrieved aiida.err).", invalidates_cache=True)
+        spec.exit_code(301, "ERROR_CORRUPT_OUTPUT", message="pdot.npz cannot be read: {error}",
+                       invalidates_cache=True)
 
     def prepare_for_submission(self, folder):
         settings = self.inputs.settings.get_dict() if "settings" in self.inputs else {}

@@ -88,12 +88,16 @@ class TbliteCalculation(CalcJob):
         spec.inputs["metadata"]["options"]["withmpi"].default = False
         spec.input("metadata.options.output_filename", valid_type=str, default="aiida.out")
         spec.output("misc", valid_type=orm.Dict, help="The engine's JSON summary (settings, timings, checks).")
+        # a crash or a damaged file is no result: never a cache source (a rerun computes again)
         spec.exit_code(310, "ERROR_MISSING_SUMMARY", message="summary.json was not retrieved: the engine "
-                       "command did not run or crashed (see the retrieved aiida.out / aiida.err).")
-        spec.exit_code(311, "ERROR_CORRUPT_SUMMARY", message="summary.json cannot be read: {error}")
+                       "command did not run or crashed (see the retrieved aiida.out / aiida.err).",
+                       invalidates_cache=True)
+        spec.exit_code(311, "ERROR_CORRUPT_SUMMARY", message="summary.json cannot be read: {error}",
+                       invalidates_cache=True)
         spec.exit_code(312, "ERROR_MISSING_OUTPUT_FILE",
-                       message="the engine reported success but {filename} is missing.")
-        spec.exit_code(313, "ERROR_CORRUPT_OUTPUT", message="{filename} cannot be read: {error}")
+                       message="the engine reported success but {filename} is missing.", invalidates_cache=True)
+        spec.exit_code(313, "ERROR_CORRUPT_OUTPUT", message="{filename} cannot be read: {error}",
+                       invalidates_cache=True)
         spec.exit_code(320, "ERROR_INVALID_INPUT", message="the engine refused the input: {message}")
         spec.exit_code(321, "ERROR_PERIODIC_CELL", message="the structure is periodic: {message}")
         spec.exit_code(322, "ERROR_ENGINE_FAILED", message="tblite failed: {message}")
