@@ -70,7 +70,7 @@ def test_campaign_survives_killed_workers(daemon_profile, tmp_path):
     from aiida import orm
     from aiida.engine import run_get_node, submit
 
-        from aiida_irspec.workflows.campaign import builder_from_file
+    from aiida_irspec.workflows.campaign import builder_from_file
 
     engine, predict = daemon_codes(daemon_computer(tmp_path / "work"))
     path = tmp_path / "tiny.yaml"

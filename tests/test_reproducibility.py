@@ -20,7 +20,7 @@ def test_rerun_and_archive_reproduce_the_spectrum(aiida_config_tmp, aiida_profil
     from aiida.manage import get_manager
 
     from aiida_irspec.calculations.aggregate import aggregate_spectra
-        from aiida_irspec.cli import cli
+    from aiida_irspec.cli import cli
     from aiida_irspec.workflows.campaign import builder_from_file
 
     archive = tmp_path / "campaign.aiida"
