@@ -1,9 +1,10 @@
-"""The VASP WorkChains run aiida-vasp's real CalcJob and parser against aiida-vasp's ``mock-vasp``.
+"""The VASP WorkChains (aiida-vasp's ``vasp.v2.vasp`` with ours on top) run aiida-vasp's real CalcJob and parser
+against aiida-vasp's ``mock-vasp``.
 
-Every VASP output used here is a real one from ../shared/data (aiida-vasp's test runs and the ZrO2 DFPT
-set); registries are built per test (see tests/vasp_mock.py). There is no real MLFF MD output here: the
-MD tests check the input files the CalcJob writes (dry runs) and, in one end-to-end run, the plumbing
-from retrieved files to the trajectory with the outputs of a real 5-step relaxation standing in.
+Every VASP output used here is a real one from ../shared/data (aiida-vasp's test runs, the ZrO2 DFPT set, the
+MLFF MD outputs of vasp-md); registries are built per test (see tests/vasp_mock.py). The MD tests run the real
+layouts of MLFF output: on-the-fly training (DFT steps in <calculation>, ML steps outside), a production run
+(no <calculation>: made from the training file by dropping those blocks) and an MLFF training OUTCAR.
 """
 
 import io
@@ -11,8 +12,9 @@ import pathlib
 
 import numpy as np
 import pytest
-from vasp_mock import (add_outputs, add_real_run, mock_vasp_code, registry_options, upload_standin_family,
-                       written_inputs)
+from vasp_mock import (MLFF_MAPPING, MLFF_TASK, add_real_run, case_from_builder, mlff_outputs,
+                       mlff_production_vasprun, mlff_structure, mlff_training_vasprun, mock_vasp_code,
+                       registry_options, upload_standin_family)
 
 pytestmark = pytest.mark.shared
 
@@ -20,7 +22,7 @@ pytestmark = pytest.mark.shared
 @pytest.fixture
 def vasp_env(aiida_profile_clean, aiida_localhost, tmp_path):
     """A clean profile with the mock-vasp code, a stand-in potential family and an empty registry."""
-    family = upload_standin_family(tmp_path / "potcars", ["P", "S", "Zn", "Si", "Zr_sv", "O_s"])
+    family = upload_standin_family(tmp_path / "potcars", ["P", "S", "Zn", "Si", "Zr_sv", "O_s", "C", "H", "O"])
     registry = tmp_path / "registry"
     registry.mkdir()
     return {"code": mock_vasp_code(aiida_localhost), "family": family, "registry": registry}
@@ -98,14 +100,6 @@ def test_dfpt_real_vasp54_run(vasp_env, shared_data):
     assert born.born_charges.shape == (26, 3, 3)
 
 
-def case_from_builder(builder, case, outputs):
-    """A registry case whose inputs are the files the builder's CalcJob writes, with real ``outputs``."""
-    process_class = builder._process_class._process_class
-    dry = written_inputs(process_class, builder.vasp._inputs(prune=True), pathlib.Path(case) / "inp")
-    add_outputs(case, outputs)
-    return dry
-
-
 def test_dfpt_zro2_outcar_only(vasp_env, zro2_dir):
     """A ZrO2 DFPT run with only an OUTCAR (no vasprun.xml), launched through the engine-agnostic
     irspec.born_charges (engine "vasp"): the OUTCAR rule, bit-identical to read_born_charges."""
@@ -117,8 +111,9 @@ def test_dfpt_zro2_outcar_only(vasp_env, zro2_dir):
     structure = structure_from(zro2_dir / "POSCAR.1")
     mapping = {"Zr": "Zr_sv", "O": "O_s"}
     builder = born_builder(vasp_env, structure, potential_mapping=mapping)
-    tags = builder.vasp.parameters.get_dict()
-    assert tags["LEPSILON"] is True and tags["LREAL"] is False and tags["EDIFF"] == 1e-7
+    tags = builder.parameters.get_dict()["incar"]
+    assert tags["lepsilon"] is True and tags["lreal"] is False and tags["ediff"] == 1e-7
+    assert builder.kpoints_spacing.value == pytest.approx(0.25 / (2 * np.pi))  # kpoints_distance 0.25 with 2 pi
     case_from_builder(builder, vasp_env["registry"] / "zro2-1", {"OUTCAR": zro2_dir / "OUTCAR.1.gz"})
 
     agnostic = WorkflowFactory("irspec.born_charges").get_builder()
@@ -157,13 +152,14 @@ def real_outputs(run):
     return {p.name: p for p in run.iterdir() if p.name not in ("INCAR", "POSCAR", "KPOINTS")}
 
 
-@pytest.mark.parametrize(("case", "exit_status", "label"), [
-    ("unfinished", 311, "ERROR_CALCULATION_UNFINISHED"),
-    ("converged-with-error", 313, "ERROR_VASP_CRITICAL_ERROR"),
-    pytest.param("converged", 320, "ERROR_NO_BORN_CHARGES", marks=pytest.mark.slow),
+@pytest.mark.parametrize(("case", "exit_status", "label", "runs"), [
+    ("unfinished", 501, "ERROR_OTHER_INTERVENTION_NEEDED", 2),
+    ("converged-with-error", 501, "ERROR_OTHER_INTERVENTION_NEEDED", 1),
+    pytest.param("converged", 340, "ERROR_NO_BORN_CHARGES", 1, marks=pytest.mark.slow),
 ])
-def test_dfpt_failures_end_with_documented_exit_codes(vasp_env, shared_data, case, exit_status, label):
-    """Real failed (or Born-charge-less) runs end the WorkChain with its documented exit code, no restart."""
+def test_dfpt_failures_end_with_documented_exit_codes(vasp_env, shared_data, case, exit_status, label, runs):
+    """Real failed (or Born-charge-less) runs end the WorkChain with its documented exit code: aiida-vasp's
+    handlers run an unfinished job once more and stop on a critical VASP error (BRMIX); ours on no Born charges."""
     from aiida_irspec.workflows.vasp.born_charges import VaspBornChargesWorkChain
 
     run = shared_data / "aiida-vasp" / "exit_codes" / case / "out"
@@ -171,27 +167,27 @@ def test_dfpt_failures_end_with_documented_exit_codes(vasp_env, shared_data, cas
     case_from_builder(builder, vasp_env["registry"] / case, real_outputs(run))
     node = run_workchain(builder)
     assert node.exit_status == exit_status == VaspBornChargesWorkChain.exit_codes[label].status
-    assert len(vasp_calcs(node)) == 1
+    assert len(vasp_calcs(node)) == runs
     assert "born_charges" not in node.outputs
 
 
 def test_dfpt_electronic_convergence_handler(vasp_env, shared_data):
-    """elec-unconverged (ALGO = Fast, NELM = 8) -> the handler restarts with ALGO = Normal; that run (the real
-    `converged` outputs: same system, NELM = 20) converges but is a relaxation without Born charges: 320."""
+    """elec-unconverged (ALGO = Fast, NELM = 8) -> the linear-response handler restarts with ALGO = Normal; that
+    run (the real `converged` outputs: same system, NELM = 20) converges but is a relaxation without Born
+    charges: 340."""
     from aiida_irspec.workflows.vasp.born_charges import VaspBornChargesWorkChain
 
     root = shared_data / "aiida-vasp" / "exit_codes"
     builder = exit_code_builder(vasp_env, root / "elec-unconverged" / "out")
     case_from_builder(builder, vasp_env["registry"] / "elec-unconverged",
                       real_outputs(root / "elec-unconverged" / "out"))
-    restarted = builder.vasp.parameters.get_dict() | {"ALGO": "Normal"}
     builder_restart = exit_code_builder(vasp_env, root / "elec-unconverged" / "out")
-    builder_restart.vasp.parameters = restarted
+    builder_restart.parameters = {"incar": builder.parameters.get_dict()["incar"] | {"algo": "Normal"}}
     case_from_builder(builder_restart, vasp_env["registry"] / "restarted", real_outputs(root / "converged" / "out"))
     node = run_workchain(builder)
     first, second = vasp_calcs(node)
     assert first.exit_status == 701 and second.is_finished_ok
-    assert second.inputs.parameters["ALGO"] == "Normal" and first.inputs.parameters["ALGO"] == "Fast"
+    assert second.inputs.parameters["algo"] == "Normal" and first.inputs.parameters["algo"] == "Fast"
     assert node.exit_status == VaspBornChargesWorkChain.exit_codes.ERROR_NO_BORN_CHARGES.status
 
 
@@ -202,7 +198,7 @@ def test_dfpt_electronic_convergence_gives_up(vasp_env, shared_data):
     builder = exit_code_builder(vasp_env, run, overrides={"max_iterations": 2})
     case_from_builder(builder, vasp_env["registry"] / "first", real_outputs(run))
     again = exit_code_builder(vasp_env, run)
-    again.vasp.parameters = builder.vasp.parameters.get_dict() | {"ALGO": "Normal"}
+    again.parameters = {"incar": builder.parameters.get_dict()["incar"] | {"algo": "Normal"}}
     case_from_builder(again, vasp_env["registry"] / "second", real_outputs(run))
     node = run_workchain(builder)
     assert node.exit_status == 401
@@ -244,7 +240,7 @@ def test_md_inputs_nvt_langevin_train_with_velocities(vasp_env, zro2_dir, tmp_pa
     assert lines[-97] == "Cartesian"  # VASP's POSCAR velocity block, Angstrom/fs
     np.testing.assert_allclose(read_final_velocities(dry / "POSCAR"), velocities, rtol=1e-11, atol=1e-16)
     assert not (dry / "ML_FF").exists()
-    assert builder.vasp.settings["skip_parameters_validation"] is True
+    assert builder.settings["skip_parameters_validation"] is True
 
 
 def test_md_inputs_nve_run_stages_ml_ff(vasp_env, shared_data, tmp_path):
@@ -269,52 +265,115 @@ def test_md_inputs_nve_run_stages_ml_ff(vasp_env, shared_data, tmp_path):
         md_builder(vasp_env, structure_from(run / "POSCAR"), initial_velocities=np.zeros((3, 3)))
 
 
-def test_md_end_to_end_plumbing(vasp_env, shared_data, tmp_path):
-    """irspec.md (engine "vasp") from submission to TrajectoryData through mock-vasp. No real MD output exists
-    here, so the real outputs of a 5-step relaxation (same Si cell) stand in: this checks the plumbing (ML_FF
-    from a RemoteData, retrieval, unwrapping, times from POTIM, final velocities from CONTCAR), not MD physics."""
+def test_md_mlff_training_real_layout(vasp_env, shared_data):
+    """irspec.md (engine "vasp") through mock-vasp with the real outputs of a VASP 6.3 MLFF on-the-fly training
+    run (20 DFT steps in <calculation>, 80 ML steps outside): the trajectory holds all 100 steps in order, 1 fs
+    apart, with their DFT/ML origin, VASP's energies, and velocities whose kinetic energy is VASP's to 1 %."""
     from aiida import orm
     from aiida.plugins import WorkflowFactory
 
-    from aiida_irspec.io.vasp import read_trajectory
+    from aiida_irspec.io.vasp import kinetic_energy_of, read_trajectory
 
-    run = shared_data / "aiida-vasp" / "exit_codes" / "ionic-unconverged" / "out"
-    ml_ff_path = tmp_path / "remote" / "ML_FFN"
-    ml_ff_path.parent.mkdir()
-    ml_ff_path.write_text("stand-in ML_FF for a test: not a force field\n")
-    ml_ff = orm.RemoteData(remote_path=str(ml_ff_path), computer=vasp_env["code"].computer).store()
-    structure = structure_from(run / "POSCAR")
-    velocities = orm.ArrayData({"velocities": np.full((2, 3), 0.005)})
-    task = {"ensemble": "nvt", "temperature": 300.0, "steps": 5, "timestep": 2.0, "seed": 3}
-    builder = md_builder(vasp_env, structure, ml_ff=ml_ff, initial_velocities=velocities, **task)
-    case_from_builder(builder, vasp_env["registry"] / "stand-in", real_outputs(run))
+    structure = mlff_structure(shared_data)
+    builder = md_builder(vasp_env, structure, potential_mapping=MLFF_MAPPING, **MLFF_TASK)
+    case_from_builder(builder, vasp_env["registry"] / "mlff-train", mlff_outputs(shared_data))
 
     agnostic = WorkflowFactory("irspec.md").get_builder()
     agnostic.structure, agnostic.code, agnostic.engine = structure, vasp_env["code"], orm.Str("vasp")
     agnostic.options = orm.Dict(registry_options(vasp_env["registry"]))
-    agnostic.ensemble, agnostic.temperature, agnostic.steps = orm.Str("nvt"), orm.Float(300.0), orm.Int(5)
-    agnostic.timestep, agnostic.seed, agnostic.initial_velocities = orm.Float(2.0), orm.Int(3), velocities
-    agnostic.engine_inputs = {"potential_family": orm.Str(vasp_env["family"]), "ml_ff": ml_ff}
+    agnostic.ensemble, agnostic.temperature = orm.Str(MLFF_TASK["ensemble"]), orm.Float(MLFF_TASK["temperature"])
+    agnostic.steps, agnostic.timestep = orm.Int(MLFF_TASK["steps"]), orm.Float(MLFF_TASK["timestep"])
+    agnostic.engine_inputs = {"potential_family": orm.Str(vasp_env["family"]),
+                              "potential_mapping": orm.Dict(MLFF_MAPPING)}
     node = run_workchain(agnostic)
-    assert node.is_finished_ok, node.exit_status
-    (calc,) = [n for n in node.called_descendants if n.process_label == "VaspMdCalculation"]
-    workdir = pathlib.Path(calc.outputs.remote_folder.get_remote_path())
-    assert (workdir / "ML_FF").read_text() == ml_ff_path.read_text()
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
     trajectory = node.outputs.trajectory
-    reference = read_trajectory(run / "vasprun.xml", timestep=2.0)
-    np.testing.assert_array_equal(trajectory.get_array("times"), [0.0, 2.0, 4.0, 6.0, 8.0])
+    reference = read_trajectory(mlff_training_vasprun(shared_data))
+    assert trajectory.numsteps == 100 and trajectory.get_stepids().tolist() == list(range(1, 101))
+    np.testing.assert_array_equal(trajectory.get_array("times"), np.arange(100.0))
+    origin = trajectory.get_array("origin")
+    assert (origin == "dft").sum() == 20 and (origin == "ml").sum() == 80
     np.testing.assert_array_equal(trajectory.get_positions(), reference.positions)
-    np.testing.assert_array_equal(trajectory.get_array("velocities"), reference.velocities())
     np.testing.assert_array_equal(trajectory.get_array("potential_energy"), reference.energy)
-    assert trajectory.base.attributes.get("units")["velocities"] == "Angstrom/fs"
-    assert node.outputs.final_velocities.base.attributes.get("source") == "CONTCAR"
-    assert not node.outputs.final_velocities.get_array("velocities").any()  # the relaxation's CONTCAR: zeros
-    assert len(node.outputs.final_structure.sites) == 2
+    np.testing.assert_array_equal(trajectory.get_array("kinetic_energy"), reference.kinetic_energy)
+    velocities = trajectory.get_array("velocities")
+    masses = reference.masses
+    ratio = kinetic_energy_of(velocities, masses)[1:-1] / reference.kinetic_energy[1:-1]
+    assert np.all(np.abs(ratio - 1) < 0.01)
+    source = trajectory.base.attributes.get("source")
+    assert source["format"] == "vasprun" and "bare <structure>" in source["layout"] and source["vasp_version"] == "6.3.0"
 
 
-def test_md_run_mode_unfinished_ends_with_311(vasp_env, shared_data, tmp_path):
-    """ML_MODE = run switches aiida-vasp's error checks off; a run VASP did not finish (the real `unfinished`
-    outputs stand in) is still caught: no walltime on core.direct, so the WorkChain stops with 311."""
+def test_md_mlff_production_layout_ml_ff_remote(vasp_env, shared_data, tmp_path):
+    """ML_MODE = run with ML_FF from a RemoteData (staged on the computer), the real layout of a production run
+    (no <calculation> block): 80 ML steps, aiida-vasp's electronic checks off, finished."""
+    from aiida import orm
+
+    ml_ff_path = tmp_path / "remote" / "ML_FFN"
+    ml_ff_path.parent.mkdir()
+    ml_ff_path.write_text("stand-in ML_FF for a test: not a force field\n")
+    ml_ff = orm.RemoteData(remote_path=str(ml_ff_path), computer=vasp_env["code"].computer).store()
+    builder = md_builder(vasp_env, mlff_structure(shared_data), potential_mapping=MLFF_MAPPING, ml_ff=ml_ff,
+                         **{**MLFF_TASK, "steps": 80})
+    assert builder.handler_overrides.get_dict() == {"check_electronic_converged": False}
+    production = mlff_production_vasprun(shared_data, tmp_path / "vasprun.xml")
+    case_from_builder(builder, vasp_env["registry"] / "mlff-run", mlff_outputs(shared_data, production))
+    node = run_workchain(builder)
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    (calc,) = vasp_calcs(node)
+    assert (pathlib.Path(calc.outputs.remote_folder.get_remote_path()) / "ML_FF").read_text() == ml_ff_path.read_text()
+    trajectory = node.outputs.trajectory
+    assert trajectory.numsteps == 80 and set(trajectory.get_array("origin")) == {"ml"}
+    assert trajectory.base.attributes.get("source")["layout"].startswith("machine-learned steps")
+
+
+def test_md_mlff_outcar_only(vasp_env, shared_data):
+    """A run whose only output is the real VASP 6.3 MLFF training OUTCAR (NpT, CH4): 10 steps, 4 with DFT,
+    energies from 'free energy TOTEN' / 'free energy ML TOTEN', the cell of every step."""
+    from aiida import orm
+
+    from aiida_irspec.io.vasp import read_structure
+
+    outcar = shared_data / "vasp-md" / "dpdata-OUTCAR.ch4.ml" / "OUTCAR.ch4.ml"
+    builder = md_builder(vasp_env, orm.StructureData(ase=read_structure(outcar)),
+                         potential_mapping={"C": "C", "H": "H"}, **{**MLFF_TASK, "steps": 10})
+    case_from_builder(builder, vasp_env["registry"] / "ch4", {"OUTCAR": outcar})
+    node = run_workchain(builder)
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    trajectory = node.outputs.trajectory
+    assert trajectory.numsteps == 10 and (trajectory.get_array("origin") == "dft").sum() == 4
+    volumes = np.abs(np.linalg.det(trajectory.get_cells()))
+    assert volumes[0] == pytest.approx(1000.0) and volumes[-1] == pytest.approx(1000.58, abs=0.01)
+    assert trajectory.get_array("potential_energy")[0] == -24.12709802
+
+
+def test_trajectory_files_preference(shared_data, tmp_path):
+    """vasprun.xml first; an OUTCAR with gaps (NWRITE = 0) only when nothing else reads, then without velocities;
+    nothing readable: None; only a damaged file: its error."""
+    import shutil
+
+    from aiida_irspec.exceptions import MalformedFileError
+    from aiida_irspec.workflows.vasp.md import trajectory_arrays
+
+    md = shared_data / "vasp-md"
+    both = tmp_path / "both"
+    both.mkdir()
+    shutil.copy(md / "dpdata-Ti-aimd-nwrite0_OUTCAR" / "OUTCAR", both / "OUTCAR")
+    shutil.copy(md / "dpdata-Ti-aimd-nwrite0_vasprun.xml" / "vasprun.xml", both / "vasprun.xml")
+    assert trajectory_arrays(both, {"POTIM": 2.0})[0].source["format"] == "vasprun"
+    (both / "vasprun.xml").write_text("<?xml version='1.0'?>\n<modeling>\n")  # cut off before any step
+    gaps = trajectory_arrays(both, {"POTIM": 2.0})[0]
+    assert gaps.source["format"] == "outcar" and gaps.velocity_problem() is not None
+    (both / "OUTCAR").unlink()
+    with pytest.raises(MalformedFileError):
+        trajectory_arrays(both, {"POTIM": 2.0})
+    (both / "vasprun.xml").unlink()
+    assert trajectory_arrays(both, {"POTIM": 2.0})[0] is None
+
+
+def test_md_run_mode_unfinished_ends_with_502(vasp_env, shared_data, tmp_path):
+    """ML_MODE = run switches aiida-vasp's parser checks off; a run VASP did not finish (the real `unfinished`
+    outputs stand in) is still caught: no wall time on core.direct, so aiida-vasp's check stops it with 502."""
     from aiida import orm
 
     from aiida_irspec.workflows.vasp.md import VaspMdWorkChain
@@ -327,12 +386,12 @@ def test_md_run_mode_unfinished_ends_with_311(vasp_env, shared_data, tmp_path):
     node = run_workchain(builder)
     calcs = vasp_calcs(node)
     assert len(calcs) == 1 and calcs[0].is_finished_ok
-    assert node.exit_status == VaspMdWorkChain.exit_codes.ERROR_CALCULATION_UNFINISHED.status
+    assert node.exit_status == VaspMdWorkChain.exit_codes.ERROR_CALCULATION_NOT_FINISHED.status == 502
     assert "trajectory" not in node.outputs
 
 
 def test_dfpt_wrong_number_of_ions(vasp_env, shared_data):
-    """Outputs that belong to another structure (the 26-ion 5.4 run registered for the 2-atom Si cell): 321."""
+    """Outputs that belong to another structure (the 26-ion 5.4 run registered for the 2-atom Si cell): 341."""
     from aiida_irspec.workflows.vasp.born_charges import VaspBornChargesWorkChain
 
     builder = exit_code_builder(vasp_env, shared_data / "aiida-vasp" / "exit_codes" / "converged" / "out")
@@ -344,17 +403,18 @@ def test_dfpt_wrong_number_of_ions(vasp_env, shared_data):
     assert "26" in node.exit_message and "2" in node.exit_message
 
 
-def test_md_without_frames_ends_with_330(vasp_env, shared_data):
-    """A finished run that left neither vasprun.xml nor XDATCAR (only the real OUTCAR of `converged`): 330."""
+def test_md_frames_of_another_structure_end_with_341(vasp_env, shared_data):
+    """A finished run whose steps have another number of atoms (the real MLFF training vasprun.xml registered for
+    the 2-atom Si cell): 341."""
     from aiida_irspec.workflows.vasp.md import VaspMdWorkChain
 
     run = shared_data / "aiida-vasp" / "exit_codes" / "converged" / "out"
-    builder = md_builder(vasp_env, structure_from(run / "POSCAR"), ensemble="nvt", temperature=300.0, steps=5,
-                         timestep=2.0, ml_mode="train")
-    case_from_builder(builder, vasp_env["registry"] / "outcar-only", {"OUTCAR": run / "OUTCAR"})
+    builder = md_builder(vasp_env, structure_from(run / "POSCAR"), **{**MLFF_TASK, "steps": 5})
+    case_from_builder(builder, vasp_env["registry"] / "mixed-up", mlff_outputs(shared_data))
     node = run_workchain(builder)
     assert vasp_calcs(node)[0].is_finished_ok
-    assert node.exit_status == VaspMdWorkChain.exit_codes.ERROR_NO_TRAJECTORY.status
+    assert node.exit_status == VaspMdWorkChain.exit_codes.ERROR_WRONG_NUMBER_OF_IONS.status == 341
+    assert "80" in node.exit_message
 
 
 @pytest.mark.parametrize(("scheduler", "exit_status", "stderr", "expected"), [

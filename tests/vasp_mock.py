@@ -72,6 +72,43 @@ def registry_options(registry):
             "prepend_text": f"export MOCK_VASP_REG_BASE={registry}"}
 
 
+def calcjob_inputs(builder):
+    """The inputs that the VASP WorkChain of ``builder`` (aiida-vasp's ``vasp.v2.vasp`` and our subclasses) gives
+    its CalcJob, as its ``init_inputs`` makes them: parameters = the ``incar`` tags, POTCARs of the family and
+    mapping, the k-point mesh of ``kpoints_spacing * 2 pi`` (or the given KpointsData)."""
+    import math
+
+    from aiida import orm
+    from aiida.plugins import DataFactory
+
+    inputs = builder._inputs(prune=True)
+    structure = inputs["structure"]
+    calc = {"code": inputs["code"], "structure": structure, "parameters": orm.Dict(inputs["parameters"]["incar"]),
+            "potential": DataFactory("vasp.potcar").get_potcars_from_structure(
+                structure, inputs["potential_family"].value, mapping=inputs["potential_mapping"].get_dict()),
+            "metadata": {"options": dict(inputs.get("calc", {}).get("metadata", {}).get("options", {}))}}
+    if "kpoints" in inputs:
+        calc["kpoints"] = inputs["kpoints"]
+    else:
+        kpoints = orm.KpointsData()
+        kpoints.set_cell_from_structure(structure)
+        kpoints.set_kpoints_mesh_from_density(inputs["kpoints_spacing"].value * 2 * math.pi)
+        calc["kpoints"] = kpoints
+    for name in ("settings", "velocities", "ml_ff", "ml_ab"):
+        if name in inputs:
+            calc[name] = inputs[name]
+    return calc
+
+
+def case_from_builder(builder, case, outputs):
+    """A registry case whose inputs are the files the builder's CalcJob writes (a dry run of
+    :func:`calcjob_inputs`), with real ``outputs`` (name -> path). Returns the dry-run folder."""
+    process_class = builder._process_class._process_class
+    dry = written_inputs(process_class, calcjob_inputs(builder), pathlib.Path(case) / "inp")
+    add_outputs(case, outputs)
+    return dry
+
+
 def written_inputs(process_class, inputs, folder):
     """The INCAR, POSCAR and KPOINTS that ``process_class`` writes for ``inputs`` (a dry run), copied to ``folder``.
 
@@ -126,6 +163,49 @@ def add_real_run(case, run_dir, inputs=("INCAR", "POSCAR", "KPOINTS")):
 
 MAPPING = {"Zr": "Zr_sv", "O": "O_s"}
 
+#: The real VASP 6.3.0 MLFF on-the-fly training run of ../shared/data/vasp-md (80 atoms, C32H32O16, NVT at
+#: 300 K, POTIM 1 fs, NSW 100): 20 DFT steps in <calculation> blocks, 80 ML steps as bare <structure> blocks.
+MLFF_TRAINING = ("vasp-md", "pmg-vasprun.ml_md.xml", "vasprun.ml_md.xml.gz")
+#: Its task for our MD builders (the registry case is made from the INCAR our builder writes for it).
+MLFF_TASK = {"ensemble": "nvt", "temperature": 300.0, "steps": 100, "timestep": 1.0}
+MLFF_MAPPING = {"C": "C", "H": "H", "O": "O"}
+#: A real VASP 6.3.0 MLFF training OUTCAR (CH4, complete). aiida-vasp's parser takes the run status (finished,
+#: electronic convergence) from OUTCAR only, never from vasprun.xml, and the training run above comes without its
+#: OUTCAR: this one stands beside its vasprun.xml in the mock cases for aiida-vasp's run status alone (the
+#: WorkChain reads the steps from vasprun.xml, which it prefers).
+MLFF_STATUS_OUTCAR = ("vasp-md", "dpdata-OUTCAR.ch4.ml", "OUTCAR.ch4.ml")
+
+
+def mlff_outputs(shared_data, vasprun=None):
+    """Retrieved files of an MLFF case: the training vasprun.xml (or ``vasprun``) and the run-status OUTCAR."""
+    return {"vasprun.xml": vasprun or mlff_training_vasprun(shared_data),
+            "OUTCAR": pathlib.Path(shared_data).joinpath(*MLFF_STATUS_OUTCAR)}
+
+
+def mlff_training_vasprun(shared_data):
+    """Path of the real MLFF training vasprun.xml (gzip)."""
+    return pathlib.Path(shared_data).joinpath(*MLFF_TRAINING)
+
+
+def mlff_structure(shared_data):
+    """StructureData of the training run's first step (its initial positions)."""
+    from aiida import orm
+    from ase.io import read
+
+    return orm.StructureData(ase=read(mlff_training_vasprun(shared_data), index=0, format="vasp-xml"))
+
+
+def mlff_production_vasprun(shared_data, path):
+    """The layout of a production run with a trained force field (no <calculation> block, pymatgen issue 4200),
+    made from the real training file by dropping its <calculation> blocks: the real bare <structure> / <energy>
+    blocks of its 80 ML steps remain. Written to ``path``; returns it."""
+    import re
+
+    text = gzip.decompress(mlff_training_vasprun(shared_data).read_bytes()).decode("iso-8859-1")
+    path = pathlib.Path(path)
+    path.write_bytes(re.sub(r"\n <calculation>.*?\n </calculation>", "", text, flags=re.S).encode("iso-8859-1"))
+    return path
+
 # 12 structures of the shared ZrO2 set whose OUTCARs aiida-vasp's parser (parsevasp) judges electronically
 # converged. It flags some of the real DFPT runs (e.g. 23, 29, 31, 37) as not converged (an ionic step at NELM),
 # which makes VaspBornChargesWorkChain restart them (the handler is tested in tests/test_vasp_workchains.py).
@@ -167,7 +247,5 @@ def zro2_born_charges_setup(computer, zro2_dir, folder, numbers):
         builder = VaspBornChargesWorkChain.get_builder_from_protocol(
             code, frame_structure(pool, numbers.index(number)), options=options, potential_family=family,
             potential_mapping=MAPPING)
-        case = registry / f"zro2-{number}"
-        written_inputs(VaspBornChargesWorkChain._process_class, builder.vasp._inputs(prune=True), case / "inp")
-        add_outputs(case, {"OUTCAR": zro2_dir / f"OUTCAR.{number}.gz"})
+        case_from_builder(builder, registry / f"zro2-{number}", {"OUTCAR": zro2_dir / f"OUTCAR.{number}.gz"})
     return {"pool": pool, "numbers": numbers, "code": code, "family": family, "options": options}

@@ -1,9 +1,14 @@
 """Born effective charges and the electronic dielectric tensor from one VASP linear-response run.
 
-:class:`VaspBornChargesWorkChain` (entry point ``irspec.vasp.born_charges``) runs aiida-vasp's
-``vasp.vasp`` CalcJob with ``LEPSILON = .TRUE.`` (tags from ``protocols/vasp/born_charges.yaml``),
-restarts it on the failures :mod:`.base` handles, and returns ``born_charges``
+:class:`VaspBornChargesWorkChain` (entry point ``irspec.vasp.born_charges``) is aiida-vasp's ``vasp.v2.vasp``
+WorkChain (:mod:`.base`) running one ``LEPSILON = .TRUE.`` calculation (tags from
+``protocols/vasp/born_charges.yaml``), restarting it with aiida-vasp's handlers, and returning ``born_charges``
 (:class:`~aiida_irspec.data.born_charges.BornChargesData`).
+
+Electronic convergence: aiida-vasp's handler (ALGO Fast -> Normal, NELM 150, AMIX 0.2 / 0.1 / 0.05, ALGO All)
+is replaced here by one for linear response (:func:`aiida_irspec.engines.vasp.next_electronic_fix`): ALGO
+Fast/VeryFast -> Normal, then NELM doubled (at least 120, at most 400; the linear-response cycles of LEPSILON
+run under the same NELM), then ALGO = All, keeping the mixing of the ground state untouched.
 
 Where the numbers come from (the rule): aiida-vasp's parser reads Born charges and the dielectric
 tensor from vasprun.xml only (outputs ``born_charges`` and ``dielectrics['epsilon']``); when the run
@@ -16,12 +21,13 @@ printed precision (vasprun.xml carries more digits).
 import hashlib
 
 import numpy as np
+from aiida.engine import ProcessHandlerReport, process_handler
+from aiida_vasp.calcs.vasp import VaspCalculation
 
 from aiida_irspec.calculations.versioned import versioned_calcfunction
 from aiida_irspec.data.born_charges import BornChargesData
-from aiida_irspec.engines.vasp import dfpt_incar
-from aiida_irspec.workflows.protocols import load_protocol
-from aiida_irspec.workflows.vasp.base import VaspRestartWorkChain
+from aiida_irspec.engines.vasp import dfpt_incar, next_electronic_fix
+from aiida_irspec.workflows.vasp.base import IrspecVaspWorkChain
 
 
 def parser_settings():
@@ -72,56 +78,72 @@ def born_charges_from_vasp(structure, retrieved, born_charges=None, dielectrics=
     return BornChargesData(born, symbols=symbols, dielectric=dielectric, source=source)
 
 
-class VaspBornChargesWorkChain(VaspRestartWorkChain):
+class VaspBornChargesWorkChain(IrspecVaspWorkChain):
     """Born effective charges (and epsilon_infinity) of a structure from a VASP LEPSILON run."""
+
+    _protocol_tag = "vasp/born_charges"
+    _own_outputs = ("born_charges",)
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
         spec.output("born_charges", valid_type=BornChargesData,
                     help="Born effective charges Z[i, a, b] = dP_a / dx_{i,b} in |e|, with the dielectric tensor.")
-        spec.exit_code(320, "ERROR_NO_BORN_CHARGES",
+        spec.exit_code(340, "ERROR_NO_BORN_CHARGES",
                        message="The run finished but neither vasprun.xml nor OUTCAR holds Born effective charges.")
-        spec.exit_code(321, "ERROR_WRONG_NUMBER_OF_IONS",
+        spec.exit_code(341, "ERROR_WRONG_NUMBER_OF_IONS",
                        message="The Born charges are for {found} ions but the structure has {expected}.")
+        spec.exit_code(342, "ERROR_ELECTRONIC_NOT_CONVERGED",
+                       message="The electronic self-consistency did not converge after every fix was tried.")
 
     @classmethod
-    def get_builder_from_protocol(cls, code, structure, protocol="moderate", overrides=None, options=None, *,
+    def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, options=None, *,
                                   potential_family=None, potential_mapping=None, kpoints_distance=None,
-                                  kpoints=None):
+                                  kpoints=None, **_):
         """A builder filled from a protocol level of ``protocols/vasp/born_charges.yaml``.
 
         :param code: the VASP Code (``InstalledCode`` of plugin ``vasp.vasp``).
         :param structure: StructureData.
-        :param protocol: ``fast`` | ``moderate`` | ``precise``.
-        :param overrides: dict with any of ``parameters`` (INCAR tags; ``None`` removes one),
+        :param protocol: ``fast`` | ``moderate`` | ``precise`` (None: the file's default), or ``level@NAME``.
+        :param overrides: dict (or YAML file) with any of ``parameters`` (INCAR tags; ``None`` removes one),
             ``kpoints_distance``, ``settings`` (merged into aiida-vasp's settings), ``max_iterations``,
-            ``clean_workdir``.
+            ``clean_workdir``, ``handler_overrides`` (aiida-vasp's handlers by name: true / false).
         :param options: CalcJob options (``resources``, ``max_wallclock_seconds``, ``account``, ...).
         :param potential_family: label of an uploaded POTCAR family.
-        :param potential_mapping: element (or kind) -> POTCAR name, e.g. ``{"Zr": "Zr_sv", "O": "O_s"}``.
+        :param potential_mapping: element (or kind) -> POTCAR name, e.g. ``{"Zr": "Zr_sv", "O": "O_s"}``; other
+            elements: VASP's recommended POTCAR.
         :param kpoints_distance: k-point spacing in 1/Angstrom (with 2 pi); default from the protocol.
         :param kpoints: a KpointsData to use instead of a mesh from ``kpoints_distance``.
         """
-        inputs = load_protocol("vasp", "born_charges", protocol)
-        overrides = dict(overrides or {})
-        return cls.builder_for(code, structure, dfpt_incar(inputs, overrides.get("parameters")),
-                               {"parser_settings": parser_settings()}, inputs, overrides, options,
-                               potential_family=potential_family, potential_mapping=potential_mapping,
-                               kpoints_distance=kpoints_distance, kpoints=kpoints)
+        inputs, incar = cls.protocol_and_overrides(protocol, overrides)
+        return cls.builder_for(code, structure, dfpt_incar(inputs, incar), {"parser_settings": parser_settings()},
+                               inputs, options, potential_family=potential_family,
+                               potential_mapping=potential_mapping, kpoints_distance=kpoints_distance, kpoints=kpoints)
+
+    @process_handler(priority=800, exit_codes=[VaspCalculation.exit_codes.ERROR_ELECTRONIC_NOT_CONVERGED])
+    def handler_electronic_conv(self, node):
+        """Electronic non-convergence of a linear-response run: the next fix of :func:`next_electronic_fix`
+        (replaces aiida-vasp's handler of the same name), or stop with 342."""
+        fix = next_electronic_fix(node.inputs.parameters.get_dict())
+        if fix is None:
+            self.report(f"{node.process_label}<{node.pk}> not converged electronically and no fix is left")
+            return ProcessHandlerReport(do_break=True, exit_code=self.exit_codes.ERROR_ELECTRONIC_NOT_CONVERGED)
+        tags, description = fix
+        self.ctx.inputs.parameters = {key.lower(): value for key, value in tags.items()}
+        self.report(f"{node.process_label}<{node.pk}> not converged electronically: restarting with {description}")
+        return ProcessHandlerReport(do_break=True)
 
     def results(self):
-        """BornChargesData from the last run, checked for presence and the number of ions."""
+        """aiida-vasp's outputs of the last run, and the BornChargesData checked for presence and number of ions."""
+        super().results()
         node = self.last_calculation()
-        self.attach_misc(node)
         extra = {name: node.outputs[name] for name in ("born_charges", "dielectrics") if name in node.outputs}
         found = born_charges_arrays(node.outputs.retrieved, **extra)
         if found is None:
             self.report(f"{node.process_label}<{node.pk}> holds no Born effective charges")
             return self.exit_codes.ERROR_NO_BORN_CHARGES
-        expected = len(self.inputs.vasp.structure.sites)
+        expected = len(self.inputs.structure.sites)
         if np.shape(found[0])[0] != expected:
             return self.exit_codes.ERROR_WRONG_NUMBER_OF_IONS.format(found=np.shape(found[0])[0], expected=expected)
-        self.out("born_charges", born_charges_from_vasp(self.inputs.vasp.structure, node.outputs.retrieved, **extra))
-        self.report(f"work chain completed after {self.ctx.iteration} iterations")
+        self.out("born_charges", born_charges_from_vasp(self.inputs.structure, node.outputs.retrieved, **extra))
         return None
