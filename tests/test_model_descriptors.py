@@ -13,15 +13,17 @@ from aiida_irspec.model.descriptors import DescriptorSettings, FeatureSpace, str
 SETTINGS = DescriptorSettings(cutoff=3.6, n_radial=3, l_max=3, gaussian_width=0.4, body_order=3)
 
 
-@pytest.fixture(scope="module", params=[("periodic", 3), ("molecule", 3), ("periodic", 4), ("molecule", 4)],
-                ids=lambda param: f"{param[0]}-body{param[1]}")
+@pytest.fixture(scope="module", params=[("periodic", 3, 1, 1), ("molecule", 3, 1, 1), ("periodic", 4, 1, 1),
+                                        ("molecule", 4, 1, 1), ("periodic", 4, 2, 2), ("molecule", 4, 3, 1)],
+                ids=lambda param: f"{param[0]}-body{param[1]}" + (f"-degree{param[2]}-radial{param[3]}"
+                                                                  if param[2:] != (1, 1) else ""))
 def case(request):
-    """(atoms, FeatureSpace) of a fluorite cell or a water dimer, with 2+3-body features or also the 4-body
-    products with the modulators."""
-    structure, body_order = request.param
+    """(atoms, FeatureSpace) of a fluorite cell or a water dimer, with 2+3-body features or also the products
+    with the modulators (linear, or polynomials of degree 2 and 3 in one or two radial channels of each species)."""
+    structure, body_order, degree, radial = request.param
     atoms = fluorite() if structure == "periodic" else water_dimer()
     settings = dataclasses.replace(SETTINGS, body_order=body_order)
-    return atoms, FeatureSpace(settings, sorted(set(atoms.numbers)))
+    return atoms, FeatureSpace(settings, sorted(set(atoms.numbers)), multipliers=(radial, degree))
 
 
 def test_coupling_only_polar_and_matches_featomic_harmonics():
@@ -98,7 +100,7 @@ def test_same_species_two_body_columns_vanish(case):
     assert np.abs(z[..., zero]).max() <= 1e-13 * np.abs(z).max()
     labels = space.column_labels()
     assert len(labels) == space.n_columns
-    modulated = np.array([zu >= 0 and body == 3 and zc == z1 and z2 < 0 for zc, zu, body, _, z1, _, z2, _ in labels])
+    modulated = np.array([bool(multiplier) and zc == z1 and z2 < 0 for zc, multiplier, _, _, z1, _, z2, _ in labels])
     assert modulated.sum() == space.n_modulators * zero.sum()
     if space.n_modulators:
         assert np.abs(z[..., modulated]).max() > 1e-3 * np.abs(z).max()

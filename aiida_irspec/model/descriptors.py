@@ -20,6 +20,7 @@ densities; positions in Angstrom; gradients per Angstrom.
 """
 
 import dataclasses
+import itertools
 
 import numpy as np
 import scipy.sparse
@@ -43,7 +44,9 @@ class DescriptorSettings:
     (also every 2+3-body feature times the centre's 2-body density of each species, :class:`FeatureSpace`);
     monopole model (:mod:`.monopole`): transfer_cutoff, the range of the charge transfer between
     neighbours; transfer_radial, its number of radial channels per neighbour species; invariant_radial,
-    how many of the radial functions (the shortest-ranged) enter its invariant descriptors.
+    how many of the radial functions (the shortest-ranged) enter its invariant descriptors; polynomial kind
+    (:mod:`.kinds`): polynomial_radial, how many radial channels of the centre's densities modulate the
+    features, and polynomial_degree, the largest degree of their products.
     """
 
     cutoff: float = 7.0
@@ -56,13 +59,17 @@ class DescriptorSettings:
     transfer_cutoff: float = 4.0
     transfer_radial: int = 2
     invariant_radial: int = 3
+    polynomial_radial: int = 2
+    polynomial_degree: int = 1
 
     def __post_init__(self):
         if (not self.cutoff > 0 or not self.gaussian_width > 0 or not 0 < self.cutoff_width <= self.cutoff
                 or not self.transfer_cutoff > 0):
             raise InputError(f"descriptor lengths must be positive (cutoff_width <= cutoff): {self}")
-        if self.n_radial < 1 or self.l_max < 1 or self.transfer_radial < 1 or self.invariant_radial < 1:
-            raise InputError(f"n_radial, l_max, transfer_radial and invariant_radial must be >= 1: {self}")
+        if (self.n_radial < 1 or self.l_max < 1 or self.transfer_radial < 1 or self.invariant_radial < 1
+                or self.polynomial_radial < 1 or self.polynomial_degree < 1):
+            raise InputError(f"n_radial, l_max, transfer_radial, invariant_radial, polynomial_radial and "
+                             f"polynomial_degree must be >= 1: {self}")
         if self.cutoff_function not in CUTOFF_FUNCTIONS:
             raise InputError(f"cutoff_function must be 'shifted_cosine' or 'cosine', not {self.cutoff_function!r}")
         if self.body_order not in (2, 3, 4):
@@ -99,11 +106,13 @@ class FeatureSpace:
     Base features ``f(i)`` (2-body k, then 3-body (l, k1, k2) for l = 0..l_max-1). With ``body_order=4``
     they also come multiplied by modulators ``u_s(i) = c[0][i, 0, (s, 0)]``, the centre's density of each
     species s in the shortest-ranged radial function (a smooth coordination number), which adds 4-body
-    terms: ``[f(i), u_1(i) f(i), ..., u_S(i) f(i)]``. Columns are ordered by centre species, then modulator
-    (none first), then base feature.
+    terms: ``[f(i), u_1(i) f(i), ..., u_S(i) f(i)]``. ``multipliers=(radial, degree)`` generalises this to every
+    monomial ``m_t(i)`` of total degree <= degree in the modulators of the ``radial`` shortest-ranged radial
+    functions of every species (``(1, 1)``: the modulators above): features ``m_t(i) f(i)``. Columns are ordered
+    by centre species, then multiplier (the constant first), then base feature.
     """
 
-    def __init__(self, settings, species):
+    def __init__(self, settings, species, multipliers=(1, 1)):
         from featomic import SphericalExpansion
         from featomic.basis import Gto, TensorProduct
         from featomic.cutoff import Cutoff, ShiftedCosine
@@ -121,33 +130,58 @@ class FeatureSpace:
         self.n_k = self.n_species * settings.n_radial
         self.n_l3 = settings.l_max if settings.body_order >= 3 else 0
         self.n_base = self.n_k + self.n_l3 * self.n_k**2
-        self.n_modulators = self.n_species if settings.body_order == 4 else 0
-        self._modulator_channels = np.arange(self.n_modulators) * settings.n_radial  # k = (s, n = 0) of every s
-        self.n_per_species = self.n_base * (1 + self.n_modulators)
+        radial, degree = multipliers if settings.body_order == 4 else (0, 0)
+        radial = min(radial, settings.n_radial)
+        # modulator channels k = (s, n < radial) of every species s, and the monomials of the multipliers
+        self._modulator_channels = np.array([s * settings.n_radial + n for s in range(self.n_species)
+                                             for n in range(radial)], dtype=int)
+        self._monomials = _monomials(len(self._modulator_channels), degree)  # (U, M) exponents, the constant first
+        self.n_modulators = len(self._monomials) - 1
+        self.n_per_species = self.n_base * len(self._monomials)
         self.n_columns = self.n_species * self.n_per_species
         self._couplings = [vector_coupling(l, l + 1) for l in range(self.n_l3)]
 
     # ------------------------------------------------------------------ layout
     def column_labels(self):
-        """One tuple per column: (centre Z, modulator Z, body, l, neighbour Z 1, n1, neighbour Z 2, n2), -1 when
-        unused (no modulator, no second neighbour); ``body`` counts the modulator's neighbour."""
+        """One tuple per column: (centre Z, multiplier, body, l, neighbour Z 1, n1, neighbour Z 2, n2), -1 when
+        unused (no second neighbour). ``multiplier`` is the tuple of the modulator channels (Z, n) whose product
+        multiplies the base feature, one entry per power (``()`` for none); ``body`` counts their neighbours."""
         n = self.settings.n_radial
         k_labels = [(z, r) for z in self.species for r in range(n)]
+        channels = [(self.species[k // n], int(k % n)) for k in self._modulator_channels]
         labels = []
         for zc in self.species:
-            for zu in [-1] + self.species[:self.n_modulators]:
-                extra = zu >= 0
-                labels += [(zc, zu, 2 + extra, 1, z, r, -1, -1) for z, r in k_labels]
+            for exponents in self._monomials:
+                multiplier = tuple(channel for channel, e in zip(channels, exponents) for _ in range(e))
+                extra = len(multiplier)
+                labels += [(zc, multiplier, 2 + extra, 1, z, r, -1, -1) for z, r in k_labels]
                 for l in range(self.n_l3):
-                    labels += [(zc, zu, 3 + extra, l, z1, r1, z2, r2) for z1, r1 in k_labels for z2, r2 in k_labels]
+                    labels += [(zc, multiplier, 3 + extra, l, z1, r1, z2, r2) for z1, r1 in k_labels
+                               for z2, r2 in k_labels]
         return labels
+
+    def column_groups(self):
+        """Integer label (n_columns,) of the block of every column, for the prior (:func:`.solver.column_scales`):
+        one block per centre species, multiplier and body (2-body, or 3-body of one angular channel l)."""
+        block = np.concatenate([np.zeros(self.n_k, dtype=int), np.repeat(1 + np.arange(self.n_l3), self.n_k**2)])
+        n_blocks = 1 + self.n_l3
+        return (np.arange(self.n_species * len(self._monomials))[:, None] * n_blocks + block).ravel()
+
+    def columns_of_multipliers(self, radial, degree):
+        """Boolean (n_columns,): the columns whose multiplier uses only radial channels n < ``radial`` and has
+        degree <= ``degree`` (the columns of a space with ``multipliers=(radial, degree)``, in the same order)."""
+        n = self.settings.n_radial
+        uses = (self._modulator_channels % n >= radial)[None, :] & (self._monomials > 0)
+        keep = ~uses.any(axis=1) & (self._monomials.sum(axis=1) <= degree)
+        return np.tile(np.repeat(keep, self.n_base), self.n_species)
 
     def structural_zero_columns(self):
         """Boolean (n_columns,): unmodulated 2-body columns whose centre and neighbour species are equal.
 
         Each such pair enters P twice with opposite bond vectors, so the column vanishes identically.
         """
-        return np.array([zu < 0 and body == 2 and zc == z1 for zc, zu, body, _, z1, *_ in self.column_labels()])
+        return np.array([not multiplier and body == 2 and zc == z1
+                         for zc, multiplier, body, _, z1, *_ in self.column_labels()])
 
     def species_index(self, atoms):
         """Index into ``self.species`` of every atom; ModelError for an unknown species."""
@@ -227,31 +261,28 @@ class FeatureSpace:
     def iter_expansions(self, frames, gradients=False, batch_size=16, max_gradient_atoms=128):
         """Yield ``(atoms, expansion)`` in order while the next batch is expanded in a background thread.
 
-        gradients: one flag for all frames or one per frame; consecutive frames with the same flag are
-        expanded together, up to ``batch_size`` frames (with gradients: up to ``max_gradient_atoms`` atoms
-        in all, so that memory stays bounded for large frames).
+        frames: any iterable of ``ase.Atoms``, consumed lazily (a batch ahead), so a generator streams a
+        trajectory of any length through in bounded memory. gradients: one flag for all frames or an iterable
+        of one per frame; consecutive frames with the same flag are expanded together, up to ``batch_size``
+        frames (with gradients: up to ``max_gradient_atoms`` atoms in all, so that memory stays bounded for
+        large frames).
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        flags = [gradients] * len(frames) if isinstance(gradients, bool) else [bool(g) for g in gradients]
-        batches = []
-        for atoms, flag in zip(frames, flags):
-            batch = batches[-1][0] if batches else []
-            room = (len(batch) < batch_size and
-                    (not flag or sum(len(a) for a in batch) + len(atoms) <= max_gradient_atoms))
-            if batches and batches[-1][1] == flag and room:
-                batches[-1][0].append(atoms)
-            else:
-                batches.append(([atoms], flag))
-        if not batches:
+        flags = itertools.repeat(gradients) if isinstance(gradients, bool) else (bool(g) for g in gradients)
+        batches = _batches(zip(frames, flags), batch_size, max_gradient_atoms)
+        current = next(batches, None)
+        if current is None:
             return
         with ThreadPoolExecutor(max_workers=1) as pool:
-            future = pool.submit(self.expand_many, *batches[0])
-            for k, (batch, _) in enumerate(batches):
+            future = pool.submit(self.expand_many, *current)
+            while current is not None:
+                following = next(batches, None)
                 results = future.result()
-                if k + 1 < len(batches):
-                    future = pool.submit(self.expand_many, *batches[k + 1])
-                yield from zip(batch, results)
+                if following is not None:
+                    future = pool.submit(self.expand_many, *following)
+                yield from zip(current[0], results)
+                current = following
 
     # ------------------------------------------------------------------ features
     def atom_features(self, coefficients):
@@ -267,15 +298,27 @@ class FeatureSpace:
             blocks.append(np.einsum("imk,imaq->iakq", c[l], t).reshape(len(c[0]), 3, -1))
         return np.concatenate(blocks, axis=2)
 
-    def _modulator_gradients(self, gradients):
-        """Position gradients of the modulators (per Angstrom): ``d u_s(j)(i) / d x_{j, b}`` by the neighbour j of
-        every pair (P, 3) (only the modulator of j's species moves), and ``d u_t(i) / d x_{i, b}`` (N, 3, t)."""
-        return gradients.neighbour[0][:, 0, :, 0], gradients.own[0][:, 0][:, :, self._modulator_channels]
-
     def _multipliers(self, c):
-        """(N, 1 + n_modulators): 1, then the modulators ``u_s(i) = c[0][i, 0, (s, 0)]``."""
+        """(N, U): the monomials ``m_t(i) = prod_c u_c(i)^e[t, c]`` of the modulators ``u_c(i) = c[0][i, 0, c]``
+        (the constant 1 first)."""
         u = c[0][:, 0, self._modulator_channels]
-        return np.concatenate([np.ones((len(u), 1)), u], axis=1)
+        return np.prod(u[:, None, :] ** self._monomials, axis=2)
+
+    def _multiplier_gradients(self, c, gradients, index):
+        """Position gradients of the multipliers (per Angstrom): ``d m_t(i) / d x_{j, b}`` by the neighbour j of
+        every pair (P, 3, U) (a neighbour moves the modulators of its own species only) and by the centre itself
+        (N, 3, U); chain rule through ``d m_t / d u_c`` (the constant's column is zero)."""
+        channels, exponents = self._modulator_channels, self._monomials
+        n_radial = self.settings.n_radial
+        u = c[0][:, 0, channels]  # (N, M)
+        lowered = np.maximum(exponents[:, None, :] - np.eye(len(channels), dtype=int), 0)  # (U, c, M)
+        slope = exponents * np.prod(u[:, None, None, :] ** lowered, axis=3)  # (N, U, c) = d m_t / d u_c
+        centres, moved = gradients.pairs.T
+        own_species = (channels // n_radial)[None, :] == index[moved][:, None]  # (P, M)
+        by_neighbour = gradients.neighbour[0][:, 0][:, :, channels % n_radial] * own_species[:, None, :]  # (P, 3, M)
+        by_itself = gradients.own[0][:, 0][:, :, channels]  # (N, 3, M)
+        return (np.einsum("ptc,pbc->pbt", slope[centres], by_neighbour),
+                np.einsum("itc,ibc->ibt", slope, by_itself))
 
     def polarization_design(self, atoms, coefficients=None):
         """Design block of P: (3, n_columns), ``A[a, (s, k)] = sum_{i in s} f_k^a(i)``."""
@@ -294,7 +337,7 @@ class FeatureSpace:
         index = self.species_index(atoms)
         c, gradients = expansion if expansion is not None else self.expand(atoms, gradients=True)
         n_atoms, n_species, n_radial, n_k = len(atoms), self.n_species, self.settings.n_radial, self.n_k
-        n_u = 1 + self.n_modulators
+        n_u = len(self._monomials)
         design = np.zeros((n_atoms, 3, 3, n_species, n_u, self.n_base))
         multipliers = self._multipliers(c)  # (N, U)
         centres, moved = gradients.pairs.T
@@ -328,14 +371,14 @@ class FeatureSpace:
                         target.reshape(n_atoms, 3, 3, n_u, n_k, width)[:] += block.transpose(0, 2, 4, 1, 5, 3)
                     else:  # (N, a, b, U, k', k)
                         target.reshape(n_atoms, 3, 3, n_u, width, n_k)[:] += block.transpose(0, 2, 4, 1, 3, 5)
-        if self.n_modulators:  # the modulators move: f_k^a(i) d u_t(i) / d x_{j, b}
+        if self.n_modulators:  # the multipliers move: f_k^a(i) d m_t(i) / d x_{j, b}
             base = self._base_features(c)  # (N, a, F)
-            by_neighbour, by_itself = self._modulator_gradients(gradients)
-            for s, rows, starts in segments:  # u_t(i) moves with the neighbours j of species t: column t = s(j)
-                out = segment_contract(base[centres[rows]].reshape(-1, 1, 3 * self.n_base), by_neighbour[rows, None],
-                                       starts)  # (N, (a, F), b)
-                design[atom, :, :, s, 1 + index] += out.reshape(n_atoms, 3, self.n_base, 3).transpose(0, 1, 3, 2)
-            design[atom, :, :, index, 1:] += np.einsum("iaf,ibt->iabtf", base, by_itself)
+            by_neighbour, by_itself = self._multiplier_gradients(c, gradients, index)
+            for s, rows, starts in segments:
+                out = segment_contract(base[centres[rows]].reshape(-1, 1, 3 * self.n_base),
+                                       by_neighbour[rows].reshape(-1, 1, 3 * n_u), starts)  # (N, (a, F), (b, U))
+                design[:, :, :, s] += out.reshape(n_atoms, 3, self.n_base, 3, n_u).transpose(0, 1, 3, 4, 2)
+            design[atom, :, :, index] += np.einsum("iaf,ibt->iabtf", base, by_itself)
         return design.reshape(n_atoms, 3, 3, -1)
 
     def _gradient_partners(self, c, l):
@@ -401,11 +444,11 @@ class FeatureSpace:
             near = x.reshape(n_atoms, 2 * l + 1, 3, n_species, n_radial)[centres, :, :, index[moved]]  # (P, m, a, n)
             per_pair += np.einsum("pmbn,pman->pba", gradients.neighbour[l], near, optimize=True)
             z += np.einsum("imbk,imak->iab", gradients.own[l], x, optimize=True)
-        if self.n_modulators:  # the modulators move: sum_t (f(i) . W_t) d u_t(i) / d x_{j, b}, t = s(j) for j != i
+        if self.n_modulators:  # the multipliers move: sum_t (f(i) . W_t) d m_t(i) / d x_{j, b}
             dipoles = np.einsum("iaf,itf->ita", self._base_features(c),
-                                weights[index].reshape(n_atoms, -1, self.n_base)[:, 1:])  # (N, t, a)
-            by_neighbour, by_itself = self._modulator_gradients(gradients)
-            per_pair += np.einsum("pb,pa->pba", by_neighbour, dipoles[centres, index[moved]])
+                                weights[index].reshape(n_atoms, -1, self.n_base))  # (N, t, a)
+            by_neighbour, by_itself = self._multiplier_gradients(c, gradients, index)
+            per_pair += np.einsum("pbt,pta->pba", by_neighbour, dipoles[centres])
             z += np.einsum("ita,ibt->iab", dipoles, by_itself)
         z += (reduction_matrix(moved, n_atoms) @ per_pair.reshape(-1, 9)).reshape(n_atoms, 3, 3).transpose(0, 2, 1)
         return z
@@ -422,6 +465,31 @@ class FeatureSpace:
             channels[l] += v
             channels[l + 1] += u
         return channels
+
+
+def _batches(flagged, batch_size, max_gradient_atoms):
+    """Group ``(atoms, flag)`` pairs into ``(frames, flag)`` batches lazily: consecutive frames with one flag, up to
+    ``batch_size`` frames and, with gradients, ``max_gradient_atoms`` atoms (a single larger frame alone)."""
+    batch, batch_flag, n_atoms = [], None, 0
+    for atoms, flag in flagged:
+        room = len(batch) < batch_size and (not flag or n_atoms + len(atoms) <= max_gradient_atoms)
+        if batch and (flag != batch_flag or not room):
+            yield batch, batch_flag
+            batch, n_atoms = [], 0
+        batch.append(atoms)
+        batch_flag, n_atoms = flag, n_atoms + len(atoms)
+    if batch:
+        yield batch, batch_flag
+
+
+def _monomials(n_channels, degree):
+    """Exponents (U, n_channels) of every monomial of total degree 0..degree in n_channels variables: the
+    constant first, then by degree, each degree in lexicographic order of its channels."""
+    rows = [np.zeros(n_channels, dtype=int)]
+    for d in range(1, degree + 1):
+        for combination in itertools.combinations_with_replacement(range(n_channels), d):
+            rows.append(np.bincount(combination, minlength=n_channels))
+    return np.array(rows, dtype=int)
 
 
 def _rows_of(systems, f):

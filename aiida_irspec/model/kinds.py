@@ -1,11 +1,17 @@
-"""The three model kinds behind one interface: dipole, monopole and combined columns.
+"""The model kinds behind one interface: dipole, monopole, combined and polynomial columns.
 
-* ``dipole``: P is a sum of atomic vectors from lambda = 1 features (:mod:`.descriptors`);
+* ``dipole``: P is a sum of atomic vectors from lambda = 1 features (:mod:`.descriptors`), with the 4-body
+  products of the default descriptor (the features times the centre's density of each species);
 * ``monopole``: P is ``sum_j q_j x_j`` with environment-dependent, exactly conserved charges (:mod:`.monopole`);
-* ``combined``: both, fitted jointly (dipole columns first, then monopole columns).
+* ``combined``: both, fitted jointly (dipole columns first, then monopole columns);
+* ``polynomial``: the combined kind whose lambda = 1 features are multiplied by every monomial of degree
+  <= ``polynomial_degree`` in the centre's densities of the ``polynomial_radial`` shortest-ranged radial
+  functions of every species: the explicit feature map of the product kernel
+  ``k(i, j) = (f(i) . f(j)) (1 + u(i) . u(j))^d`` (a polynomial kernel on the invariant part times the linear
+  lambda = 1 kernel), which makes P a polynomial of higher order in the density coefficients.
 
-All three are linear in their weights, so one set of normal equations serves every kind: the columns of
-the dipole or monopole kind are a subset of the combined kind's (``--kind auto`` uses this).
+All kinds are linear in their weights, so one set of normal equations serves every kind: the columns of
+the dipole, monopole and combined kinds are subsets of the polynomial kind's (``--kind auto`` uses this).
 """
 
 import numpy as np
@@ -14,7 +20,15 @@ from aiida_irspec.exceptions import InputError
 from aiida_irspec.model.descriptors import FeatureSpace
 from aiida_irspec.model.monopole import ChargeTransferSpace
 
-KINDS = ("dipole", "monopole", "combined")
+KINDS = ("dipole", "monopole", "combined", "polynomial")
+#: The multipliers (radial channels, degree) of the dipole features of the dipole and combined kinds.
+LINEAR_MULTIPLIERS = (1, 1)
+
+
+def auto_kinds(settings):
+    """The kinds ``kind="auto"`` chooses from, the largest last (its columns hold every other kind's): all of
+    :data:`KINDS`, without the polynomial kind unless ``settings.body_order`` is 4."""
+    return KINDS if settings.body_order == 4 else tuple(kind for kind in KINDS if kind != "polynomial")
 
 
 class ModelSpace:
@@ -23,12 +37,17 @@ class ModelSpace:
     def __init__(self, kind, settings, species):
         if kind not in KINDS:
             raise InputError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        if kind == "polynomial" and settings.body_order != 4:
+            raise InputError(f"the polynomial kind multiplies the 4-body products: it needs body_order 4, not "
+                             f"{settings.body_order}")
         self.kind = kind
-        self.density = FeatureSpace(settings, species)
+        multipliers = ((settings.polynomial_radial, settings.polynomial_degree) if kind == "polynomial"
+                       else LINEAR_MULTIPLIERS)
+        self.density = FeatureSpace(settings, species, multipliers)
         self.parts = {}
-        if kind in ("dipole", "combined"):
+        if kind in ("dipole", "combined", "polynomial"):
             self.parts["dipole"] = self.density
-        if kind in ("monopole", "combined"):
+        if kind in ("monopole", "combined", "polynomial"):
             self.parts["monopole"] = ChargeTransferSpace(self.density)
         self._slices, start = {}, 0
         for name, part in self.parts.items():
@@ -55,15 +74,26 @@ class ModelSpace:
         return self.density.expand_many(frames, gradients)
 
     def columns_of(self, kind):
-        """Boolean (n_columns,): the columns that a model of ``kind`` uses."""
+        """Boolean (n_columns,): the columns that a model of ``kind`` uses (in the order of its own space)."""
         keep = np.zeros(self.n_columns, dtype=bool)
         for name in self.parts:
-            if kind == "combined" or kind == name:
+            if kind in ("combined", "polynomial", name):
                 keep[self._slices[name]] = True
+        if kind != "polynomial" and "dipole" in self.parts:
+            keep[self._slices["dipole"]] &= self.density.columns_of_multipliers(*LINEAR_MULTIPLIERS)
         return keep
 
     def structural_zero_columns(self):
         return np.concatenate([part.structural_zero_columns() for part in self.parts.values()])
+
+    def column_groups(self):
+        """Integer label (n_columns,) of the prior block of every column (each part's blocks, kept apart)."""
+        groups, offset = [], 0
+        for part in self.parts.values():
+            labels = part.column_groups()
+            groups.append(labels + offset)
+            offset += int(labels.max()) + 1
+        return np.concatenate(groups)
 
     def _split(self, weights):
         weights = np.asarray(weights).ravel()

@@ -48,6 +48,16 @@ class ChargeTransferSpace:
         self.n_per_species = self.n_channels * self.n_invariants
         self.n_columns = density.n_species * self.n_per_species
 
+    def column_groups(self):
+        """Integer label (n_columns,) of the block of every column, for the prior (:func:`.solver.column_scales`):
+        one block per centre species and invariant family (the constant, the densities, the power spectrum of
+        one l), all transfer channels together."""
+        family = np.concatenate([[0], np.ones(self.n_invariants - 1 - self.n_l * self.n_power, dtype=int),
+                                 np.repeat(2 + np.arange(self.n_l), self.n_power)])
+        n_families = 2 + self.n_l
+        species = np.repeat(np.arange(self.density.n_species), self.n_channels * self.n_invariants)
+        return species * n_families + np.tile(family, self.density.n_species * self.n_channels)
+
     def structural_zero_columns(self):
         """No monopole column vanishes by construction: (n_columns,) all False."""
         return np.zeros(self.n_columns, dtype=bool)

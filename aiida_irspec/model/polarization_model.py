@@ -1,9 +1,10 @@
 """The polarization model: fixed baseline charges plus a learned part that is linear in its weights.
 
 ``P = sum_i q_s(i) x_i + P_learned``  (|e| Angstrom; x unwrapped, Angstrom), ``Z[j, a, b] = dP_a / dx_{j,b}`` (|e|),
-with the learned part of one of three kinds (:mod:`.kinds`): ``dipole`` (atomic vectors from lambda = 1
+with the learned part of one of four kinds (:mod:`.kinds`): ``dipole`` (atomic vectors from lambda = 1
 features, ``P_learned = sum_i sum_k f_k(i) W[s(i), k]``), ``monopole`` (charges that flow between
-neighbours, :mod:`.monopole`) or ``combined`` (both); ``kind="auto"`` picks one by cross-validation.
+neighbours, :mod:`.monopole`), ``combined`` (both) or ``polynomial`` (combined, with the lambda = 1 features
+times a polynomial of the centre's densities); ``kind="auto"`` picks one by cross-validation.
 
 The weights W are fitted by regularised least squares to Born charges, to polarizations, or to both
 with relative row weights (the paper weights P ten times), from normal equations accumulated frame by
@@ -11,6 +12,7 @@ frame. With ``basis="sparse"`` the weights are restricted to the span of referen
 by farthest-point sampling, ``W[s] = sum_{r, nu} w_r^nu f^nu(X_r)`` (the linear-kernel form of the paper).
 """
 
+import itertools
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,9 +22,9 @@ from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, InputError, ModelError, 
 from aiida_irspec.files import savez
 from aiida_irspec.model import baseline as baseline_charges
 from aiida_irspec.model.descriptors import DescriptorSettings
-from aiida_irspec.model.kinds import KINDS, ModelSpace
+from aiida_irspec.model.kinds import KINDS, ModelSpace, auto_kinds
 from aiida_irspec.model.sampling import farthest_point, standardise
-from aiida_irspec.model.solver import NormalEquations, cross_validation_errors, solve_targets
+from aiida_irspec.model.solver import NormalEquations, column_scales, cross_validation_errors, solve_targets
 from aiida_irspec.resources import check_memory
 
 FORMAT_VERSION = 2
@@ -34,8 +36,9 @@ PDOT_STEP = 1e-4
 class PolarizationModel:
     """Polarization P (frames, 3), Born charges Z (frames, N, 3, 3) and dP/dt of structures.
 
-    descriptor: :class:`DescriptorSettings`; kind: "dipole", "monopole", "combined" or "auto" (the one with
-    the lowest cross-validated error, from one set of normal equations); baseline: "auto" (formal charges for
+    descriptor: :class:`DescriptorSettings`; kind: "dipole", "monopole", "combined", "polynomial" (:mod:`.kinds`)
+    or "auto" (the one with the lowest cross-validated error, from one set of normal equations; the fit's
+    ``metrics["kind_selection"]`` lists every candidate's error); baseline: "auto" (formal charges for
     periodic cells, for molecules the best of zero / species mean / formal by cross-validation), "formal",
     "mean", "zero", or {element or atomic number: charge}; basis: "linear" (weights per species and feature)
     or "sparse" (span of ``n_sparse`` reference environments per species, farthest-point sampled; dipole
@@ -81,7 +84,7 @@ class PolarizationModel:
 
     @property
     def fitted_kind(self):
-        """The kind of the fitted model ("dipole", "monopole" or "combined"; what "auto" picked)."""
+        """The kind of the fitted model ("dipole", "monopole", "combined" or "polynomial"; what "auto" picked)."""
         self._require_fitted()
         return self._space.kind
 
@@ -105,8 +108,8 @@ class PolarizationModel:
                          progress)
 
     def _fit(self, frames, born_charges, polarizations, weights, validation, progress):
-        kinds = KINDS if self.kind == "auto" else (self.kind,)
-        space = ModelSpace("combined" if self.kind == "auto" else self.kind, self.descriptor,
+        kinds = auto_kinds(self.descriptor) if self.kind == "auto" else (self.kind,)
+        space = ModelSpace(kinds[-1] if self.kind == "auto" else self.kind, self.descriptor,
                            sorted({int(z) for atoms in frames for z in atoms.numbers}))
         candidates = self._baseline_candidates(frames, born_charges)
         basis = self._sparse_basis(space, frames, progress) if self.basis == "sparse" else None
@@ -149,15 +152,18 @@ class PolarizationModel:
                 added.result()
         alpha = "evidence" if self.regularization == "auto" else self.regularization
 
+        groups = None if basis is not None else space.column_groups()  # the prior's blocks (solver.column_scales)
+
         def zero_columns(kind):
             return None if basis is not None else space.structural_zero_columns() | ~space.columns_of(kind)
 
         def solve_kind(kind):
             """[(kind, baseline name, cv rmse, baseline index, solution)] for every baseline candidate."""
             zero = zero_columns(kind)
-            trials = solve_targets(normal, alpha, zero, list(range(len(candidates))), basis=basis)
-            return [(kind, name, _cv_rmse(normal, trial.alpha, zero, t, basis) if len(candidates) * len(kinds) > 1
-                     else None, t, trial) for t, ((name, _), trial) in enumerate(zip(candidates, trials))]
+            trials = solve_targets(normal, alpha, zero, list(range(len(candidates))), basis=basis, groups=groups)
+            return [(kind, name, _cv_rmse(normal, trial.alpha, zero, t, basis, groups)
+                     if len(candidates) * len(kinds) > 1 else None, t, trial)
+                    for t, ((name, _), trial) in enumerate(zip(candidates, trials))]
 
         normal.total()  # the fold sums are computed once, before the kinds are solved
         if len(kinds) == 1:  # one solve: BLAS threads as configured
@@ -190,7 +196,7 @@ class PolarizationModel:
             "n_parameters": int(solution.posterior_factor.shape[1]),
             "training": self._group_metrics(group_rmse, normal.group_rows),
             "cv_rmse": (cv_error if cv_error is not None else solution.cv_rmse if solution.cv_rmse is not None else
-                        _cv_rmse(normal, solution.alpha, zero_columns(kind), 0, basis)) if n_folds > 1 else None,
+                        _cv_rmse(normal, solution.alpha, zero_columns(kind), 0, basis, groups)) if n_folds > 1 else None,
         }
         if validation is not None:
             self.metrics["validation"] = self.evaluate(*validation, progress=progress)
@@ -290,10 +296,17 @@ class PolarizationModel:
         frames = _as_frames(frames)
         out = np.zeros((len(frames), 3))
         with _progress(len(frames), progress, "P") as bar:
-            for k, (atoms, c) in enumerate(self._space.iter_expansions(frames, batch_size=batch_size)):
-                out[k] = self._baseline(atoms) @ atoms.positions + self._space.polarization(atoms, self.weights, c)
+            for k, p in enumerate(self.iter_polarization(frames, batch_size)):
+                out[k] = p
                 bar.update(1)
         return out
+
+    def iter_polarization(self, frames, batch_size=32):
+        """P (3,) in |e| Angstrom of each frame of an iterable of ``ase.Atoms``, yielded in order as the frames
+        are consumed (a batch ahead): one spherical expansion per frame, memory independent of their number."""
+        self._require_fitted()
+        for atoms, c in self._space.iter_expansions(_checked_frames(frames), batch_size=batch_size):
+            yield self._baseline(atoms) @ atoms.positions + self._space.polarization(atoms, self.weights, c)
 
     def predict_born_charges(self, frames, progress=False):
         """Z (F, N, 3, 3) in |e| (all frames must have the same number of atoms)."""
@@ -318,46 +331,58 @@ class PolarizationModel:
         """dP/dt (F, 3) in |e| Angstrom / fs along ``velocities`` (F, N, 3) Angstrom / fs.
 
         method: "central_difference" (default, fast): ``(P(x + h v) - P(x - h v)) / 2h`` for the learned
-        part with h such that no atom moves more than ``step`` Angstrom (truncation error ~ step^2);
-        "analytic": the exact ``sum_j Z_j v_j``, Z from the descriptor gradients (slower).
-        The baseline part ``sum q v`` is exact in both.
+        part with h such that no atom moves more than ``step`` Angstrom (truncation error ~ step^2; two
+        expansions per frame); "analytic": the exact ``sum_j Z_j v_j``, Z from the descriptor gradients
+        (slower). The baseline part ``sum q v`` is exact in both.
         """
         self._require_fitted()
         frames = _as_frames(frames)
         velocities = np.asarray(velocities, dtype=float)
         if len(velocities) != len(frames) or any(v.shape != (len(a), 3) for v, a in zip(velocities, frames)):
             raise InputError(f"velocities must be (frames, atoms, 3) matching the {len(frames)} frames")
-        if not np.all(np.isfinite(velocities)):
-            raise InputError("velocities must be finite numbers (found NaN or infinite values)")
-        if method not in ("central_difference", "analytic"):
-            raise InputError(f"method must be 'central_difference' or 'analytic', not {method!r}")
         out = np.zeros((len(frames), 3))
         with _progress(len(frames), progress, "dP/dt") as bar:
-            for lo in range(0, len(frames), batch_size):
-                batch = frames[lo:lo + batch_size]
-                v_batch = velocities[lo:lo + batch_size]
-                for k, (atoms, v) in enumerate(zip(batch, v_batch)):
-                    out[lo + k] = self._baseline(atoms) @ v
-                if method == "analytic":
-                    for k, ((atoms, expansion), v) in enumerate(zip(self._space.iter_expansions(batch, True), v_batch)):
-                        out[lo + k] += self._space.polarization_derivative(atoms, self.weights, v, expansion)
-                else:
-                    speed = np.array([np.abs(v).max() for v in v_batch])
-                    h = np.where(speed > 0, step / np.where(speed > 0, speed, 1.0), 0.0)
-                    moved = []
-                    for atoms, v, hk in zip(batch, v_batch, h):
-                        for sign in (1.0, -1.0):
-                            shifted = atoms.copy()
-                            shifted.positions = atoms.positions + sign * hk * v
-                            moved.append(shifted)
-                    expansions = self._space.expand_many(moved)
-                    for k, hk in enumerate(h):
-                        if hk > 0:
-                            plus = self._space.polarization(moved[2 * k], self.weights, expansions[2 * k])
-                            minus = self._space.polarization(moved[2 * k + 1], self.weights, expansions[2 * k + 1])
-                            out[lo + k] += (plus - minus) / (2 * hk)
-                bar.update(len(batch))
+            for k, pdot in enumerate(self.iter_pdot(zip(frames, velocities), method, step, batch_size)):
+                out[k] = pdot
+                bar.update(1)
         return out
+
+    def iter_pdot(self, frames_and_velocities, method="central_difference", step=PDOT_STEP, batch_size=32):
+        """dP/dt (3,) in |e| Angstrom / fs of each ``(atoms, velocities (N, 3) Angstrom / fs)`` of an iterable,
+        yielded in order, a batch of frames at a time (see :meth:`predict_pdot`)."""
+        self._require_fitted()
+        if method not in ("central_difference", "analytic"):
+            raise InputError(f"method must be 'central_difference' or 'analytic', not {method!r}")
+        pairs = iter(frames_and_velocities)
+        while batch := list(itertools.islice(pairs, batch_size)):
+            frames = list(_checked_frames(atoms for atoms, _ in batch))
+            velocities = [np.asarray(v, dtype=float) for _, v in batch]
+            for atoms, v in zip(frames, velocities):
+                if v.shape != (len(atoms), 3):
+                    raise InputError(f"velocities must be (atoms, 3) = ({len(atoms)}, 3) per frame, not {v.shape}")
+                if not np.all(np.isfinite(v)):
+                    raise InputError("velocities must be finite numbers (found NaN or infinite values)")
+            out = np.array([self._baseline(atoms) @ v for atoms, v in zip(frames, velocities)])
+            if method == "analytic":
+                for k, ((atoms, expansion), v) in enumerate(zip(self._space.iter_expansions(frames, True),
+                                                                velocities)):
+                    out[k] += self._space.polarization_derivative(atoms, self.weights, v, expansion)
+            else:
+                speed = np.array([np.abs(v).max() for v in velocities])
+                h = np.where(speed > 0, step / np.where(speed > 0, speed, 1.0), 0.0)
+                moved = []
+                for atoms, v, hk in zip(frames, velocities, h):
+                    for sign in (1.0, -1.0):
+                        shifted = atoms.copy()
+                        shifted.positions = atoms.positions + sign * hk * v
+                        moved.append(shifted)
+                expansions = self._space.expand_many(moved)
+                for k, hk in enumerate(h):
+                    if hk > 0:
+                        plus = self._space.polarization(moved[2 * k], self.weights, expansions[2 * k])
+                        minus = self._space.polarization(moved[2 * k + 1], self.weights, expansions[2 * k + 1])
+                        out[k] += (plus - minus) / (2 * hk)
+            yield from out
 
     def predict_partition(self, frames, progress=False):
         """Charge partitioning: charges (F, N) in |e| (baseline + learned transfer; zero sum per frame) and
@@ -465,14 +490,11 @@ def _add_blocks(normal, blocks, fold):
         normal.add(design, target, fold=fold, group=group, weight=weight)
 
 
-def _cv_rmse(normal, alpha, zero, target, basis):
+def _cv_rmse(normal, alpha, zero, target, basis, groups=None):
     """K-fold RMSE (weighted rows) at a given alpha."""
     ata, _, _, rows = normal.total(target=target, basis=basis)
-    scale = np.sqrt(np.maximum(np.diag(ata), 0.0) / rows)
-    active = scale > 1e-12 * max(scale.max(), 1e-300)
-    if zero is not None:
-        active &= ~zero
-    sse, held = cross_validation_errors(normal, alpha, active, scale, target, basis)
+    scale, active, prior = column_scales(ata, rows, zero, groups)
+    sse, held = cross_validation_errors(normal, alpha, active, scale, target, basis, prior)
     return float(np.sqrt(max(sse.sum(), 0.0) / held.sum()))
 
 
@@ -536,17 +558,25 @@ def _check_data(frames, born_charges, polarizations):
 
 
 def _as_frames(frames):
+    """A list of ``ase.Atoms`` from one structure or an iterable of them (checked by :func:`_checked_frames`)."""
     import ase
 
     if isinstance(frames, ase.Atoms):
-        return [frames]
-    frames = list(frames)
-    if not all(isinstance(atoms, ase.Atoms) for atoms in frames):
-        raise InputError("frames must be ase.Atoms objects")
+        frames = [frames]
+    return list(_checked_frames(frames))
+
+
+def _checked_frames(frames):
+    """Yield the frames of an iterable in order, InputError at the first that is not an ``ase.Atoms`` with finite
+    positions and cell."""
+    import ase
+
     for k, atoms in enumerate(frames):
+        if not isinstance(atoms, ase.Atoms):
+            raise InputError("frames must be ase.Atoms objects")
         if not (np.all(np.isfinite(atoms.positions)) and np.all(np.isfinite(atoms.cell.array))):
             raise InputError(f"frame {k}: positions and cell must be finite numbers (found NaN or infinite values)")
-    return frames
+        yield atoms
 
 
 def _symbol_keys(charges):

@@ -4,7 +4,8 @@ Rows of the design (one frame at a time) are folded into ``A^T A``, ``A^T y`` an
 cross-validation fold, so memory is O(columns^2) whatever the number and size of the frames. Columns
 are standardised by their root-mean-square before solving; null columns (exactly zero in every row, or
 declared structurally zero) are dropped. The ridge parameter ``alpha`` (in standardised units: the
-solution minimises ``|y - A w|^2 + alpha |D w|^2`` with D the column scales) is chosen from the data:
+solution minimises ``|y - A w|^2 + alpha |D w|^2`` with D the column scales, or with ``groups`` the RMS of
+each column's block, :func:`column_scales`) is chosen from the data:
 
 * ``"evidence"``: maximise the Bayesian evidence of the linear model (MacKay's fixed-point iteration on
   the eigenvalues of ``A^T A``), which also gives the posterior covariance of the weights;
@@ -145,41 +146,67 @@ class RidgeSolution:
     cv_rmse: float | None = None
 
 
-def solve(normal, alpha="evidence", zero_columns=None, target=0, basis=None, relative_null=1e-12):
+def solve(normal, alpha="evidence", zero_columns=None, target=0, basis=None, relative_null=1e-12, groups=None):
     """Solve the regularised normal equations; see the module docstring for ``alpha``.
 
     ``basis`` (C, C'): fit ``W = basis @ w`` (e.g. sparse reference features), with ``zero_columns``
-    referring to the columns of the basis. Returns a :class:`RidgeSolution` in the original columns.
+    referring to the columns of the basis. ``groups``: see :func:`column_scales`. Returns a
+    :class:`RidgeSolution` in the original columns.
     """
-    return solve_targets(normal, alpha, zero_columns, [target], basis, relative_null)[0]
+    return solve_targets(normal, alpha, zero_columns, [target], basis, relative_null, groups)[0]
 
 
-def solve_targets(normal, alpha, zero_columns, targets, basis=None, relative_null=1e-12):
-    """:func:`solve` for several right-hand sides of the same design (one eigendecomposition)."""
-    ata, _, _, rows = normal.total(target=targets[0], basis=basis)
-    if rows == 0:
-        raise ModelError("no training data: the normal equations are empty")
+def column_scales(ata, rows, zero_columns=None, groups=None, relative_null=1e-12):
+    """Column scales, active columns and prior weights of the ridge ``alpha sum_j prior_j (scale_j w_j)^2``.
+
+    Returns ``scale`` (C,), the RMS of every column over the rows; ``active`` (C,), the columns that are neither
+    null nor declared zero; and ``prior`` (number of active columns,), 1 without ``groups``. With ``groups``
+    (C,) integer labels (e.g. a block of features of one body order and angular channel) every active column
+    gets ``prior = (RMS of its group / RMS of the column)^2``: the penalty is ``alpha |w_j|^2`` times the
+    group's mean square, the same for every column of a group, so the prior keeps the relative sizes of the
+    columns within a block (as a kernel on those features would) instead of making each column equally
+    important. Solves stay in column-standardised units, where the normal equations are well conditioned.
+    """
     scale = np.sqrt(np.maximum(np.diag(ata), 0.0) / rows)
     active = scale > relative_null * max(scale.max(), 1e-300)
     if zero_columns is not None:
         active &= ~np.asarray(zero_columns, dtype=bool)
     if not active.any():
         raise ModelError("every feature column is zero: the training structures give no signal")
-    s = scale[active]
+    if groups is None:
+        return scale, active, np.ones(int(active.sum()))
+    labels, inverse = np.unique(np.asarray(groups)[active], return_inverse=True)
+    mean_square = np.bincount(inverse, weights=scale[active] ** 2) / np.bincount(inverse)
+    return scale, active, mean_square[inverse] / scale[active] ** 2
+
+
+def solve_targets(normal, alpha, zero_columns, targets, basis=None, relative_null=1e-12, groups=None):
+    """:func:`solve` for several right-hand sides of the same design (one eigendecomposition).
+
+    alpha is chosen (evidence) on the spectrum of ``R^-1/2 M R^-1/2`` (M the column-standardised ``A^T A``, R the
+    prior weights of :func:`column_scales`); the weights and the posterior factor come from the Cholesky factor
+    of ``M + alpha R``, which stays well conditioned however small alpha is.
+    """
+    ata, _, _, rows = normal.total(target=targets[0], basis=basis)
+    if rows == 0:
+        raise ModelError("no training data: the normal equations are empty")
+    scale, active, prior = column_scales(ata, rows, zero_columns, groups, relative_null)
+    s, root = scale[active], np.sqrt(prior)
     m = ata[np.ix_(active, active)] / np.outer(s, s)
-    spectrum = SymmetricSpectrum(m)
+    spectrum = SymmetricSpectrum(m / np.outer(root, root))
     eigenvalues = np.maximum(spectrum.eigenvalues, 0.0)
     solutions = []
     for target in targets:
         _, aty, yty, _ = normal.total(target=target, basis=basis)
-        z = spectrum.to_eigenbasis(aty[active] / s)
+        rhs = aty[active] / s
+        z = spectrum.to_eigenbasis(rhs / root)
         cv_rmse = None
         if alpha == "evidence":
             chosen, method = _evidence_alpha(eigenvalues, z, yty, rows), "evidence"
         elif alpha == "cv":
             if normal.n_folds < 2:
                 raise InputError("cross-validation needs normal equations with at least 2 folds")
-            (chosen, cv_rmse), method = _cross_validation_alpha(normal, active, scale, target, basis), "cv"
+            (chosen, cv_rmse), method = _cross_validation_alpha(normal, active, scale, target, basis, prior), "cv"
         else:
             chosen, method = float(alpha), "fixed"
             if not chosen > 0:
@@ -188,11 +215,12 @@ def solve_targets(normal, alpha, zero_columns, targets, basis=None, relative_nul
         residual = yty - 2 * coefficient @ z + coefficient @ (eigenvalues * coefficient)
         gamma = np.sum(eigenvalues / (eigenvalues + chosen))
         noise = max(residual, 0.0) / max(rows - gamma, 1.0)
+        inverse_root = _inverse_root(m, chosen, prior)  # G G^T = (M + alpha R)^-1
         weights = np.zeros(len(scale))
-        weights[active] = spectrum.from_eigenbasis(coefficient) / s
-        # posterior covariance of the original-column weights, noise (M + alpha)^-1 = G G^T with G = L^-T
+        weights[active] = inverse_root @ (inverse_root.T @ rhs) / s
+        # posterior covariance of the original-column weights: noise (M + alpha R)^-1, scaled back
         factor = np.zeros((len(scale), len(s)))
-        factor[active] = np.sqrt(noise) * _inverse_root(m, chosen, spectrum) / s[:, None]
+        factor[active] = np.sqrt(noise) * inverse_root / s[:, None]
         if basis is not None:
             weights, factor = basis @ weights, basis @ factor
         solutions.append(RidgeSolution(weights, float(chosen), float(noise), factor, method, cv_rmse))
@@ -230,14 +258,15 @@ class SymmetricSpectrum:
         return self._apply_q(self._u @ y, "N")
 
 
-def _inverse_root(m, alpha, spectrum):
-    """G (n, n) with ``G G^T = (m + alpha)^-1``: ``L^-T`` of the Cholesky factor, or from the spectrum of m
-    when rounding makes ``m + alpha`` numerically indefinite (tiny alpha)."""
+def _inverse_root(m, alpha, prior):
+    """G (n, n) with ``G G^T = (m + alpha diag(prior))^-1``: ``L^-T`` of the Cholesky factor, or, when rounding
+    makes the matrix numerically indefinite (tiny alpha), from its eigenvalues clipped at ``alpha min(prior)``."""
+    matrix = m + np.diag(alpha * prior)
     try:
-        lower = scipy.linalg.cholesky(m + alpha * np.eye(len(m)), lower=True)
+        lower = scipy.linalg.cholesky(matrix, lower=True)
     except np.linalg.LinAlgError:
-        vectors = spectrum.from_eigenbasis(np.eye(len(m)))
-        return vectors / np.sqrt(np.maximum(spectrum.eigenvalues, 0.0) + alpha)
+        eigenvalues, vectors = scipy.linalg.eigh(matrix)
+        return vectors / np.sqrt(np.maximum(eigenvalues, alpha * prior.min()))
     return scipy.linalg.lapack.dtrtri(lower, lower=1)[0].T
 
 
@@ -263,9 +292,12 @@ def _evidence_alpha(eigenvalues, z, yty, rows, iterations=200):
     return ratio
 
 
-def cross_validation_errors(normal, alpha, active, scale, target=0, basis=None):
-    """Per-fold held-out (weighted sum of squared residuals, rows) at one alpha: arrays (K,), (K,)."""
+def cross_validation_errors(normal, alpha, active, scale, target=0, basis=None, prior=None):
+    """Per-fold held-out (weighted sum of squared residuals, rows) at one alpha: arrays (K,), (K,).
+
+    scale (C,): the column scales; prior (active columns,): the prior weights (:func:`column_scales`; ones)."""
     s = scale[active]
+    penalty = alpha * (np.ones(len(s)) if prior is None else prior)
     index = np.ix_(active, active)
     sse, rows = np.zeros(normal.n_folds), np.zeros(normal.n_folds)
     for k in range(normal.n_folds):
@@ -273,7 +305,7 @@ def cross_validation_errors(normal, alpha, active, scale, target=0, basis=None):
         m = ata[index]  # a copy: scaled in place
         m /= s[:, None]
         m /= s
-        m[np.diag_indices_from(m)] += alpha
+        m[np.diag_indices_from(m)] += penalty
         try:
             w = scipy.linalg.cho_solve(scipy.linalg.cho_factor(m), aty[active] / s)
         except np.linalg.LinAlgError:  # numerically indefinite at a tiny alpha: least squares instead
@@ -285,10 +317,10 @@ def cross_validation_errors(normal, alpha, active, scale, target=0, basis=None):
     return sse, rows
 
 
-def _cross_validation_alpha(normal, active, scale, target, basis):
+def _cross_validation_alpha(normal, active, scale, target, basis, prior=None):
     """alpha minimising the K-fold error (log-spaced scan, then bounded refinement): (alpha, rmse)."""
     def error(log_alpha):
-        sse, rows = cross_validation_errors(normal, 10.0**log_alpha, active, scale, target, basis)
+        sse, rows = cross_validation_errors(normal, 10.0**log_alpha, active, scale, target, basis, prior)
         return float(np.sqrt(sse.sum() / rows.sum()))
 
     grid = np.arange(-6.0, 4.01, 2.0)
