@@ -23,7 +23,7 @@ from aiida_irspec.settings import unknown_settings
 
 TRAJECTORY_FILE = "trajectory.npz"
 OUTPUT_FILE = "pdot.npz"
-SETTINGS = {"route": ("velocity", "polarization"), "timestep": float, "batch_size": int}
+SETTINGS = {"route": ("auto", "velocity", "polarization"), "timestep": float, "batch_size": int}
 
 
 def _validate(inputs, _):
@@ -34,7 +34,7 @@ def _validate(inputs, _):
     if "remote_trajectory" in inputs and "trajectory_filename" not in inputs:
         return "remote_trajectory needs trajectory_filename (the file inside the remote folder)"
     if "trajectory" in inputs and "velocities" not in inputs["trajectory"].get_arraynames():
-        route = inputs["settings"].get_dict().get("route", "velocity") if "settings" in inputs else "velocity"
+        route = inputs["settings"].get_dict().get("route", "auto") if "settings" in inputs else "auto"
         if route == "velocity":
             return "the trajectory has no 'velocities' array: use settings {'route': 'polarization'}"
     if "settings" in inputs:
@@ -42,7 +42,7 @@ def _validate(inputs, _):
         message = unknown_settings(settings, SETTINGS)
         if message:
             return message
-        if settings.get("route", "velocity") not in SETTINGS["route"]:
+        if settings.get("route", "auto") not in SETTINGS["route"]:
             return f"settings route {settings['route']!r}: use one of {', '.join(SETTINGS['route'])}"
     return None
 
@@ -73,7 +73,10 @@ class PredictPdotCalculation(CalcJob):
     """dP/dt (or P) of a PolarizationModelData along a trajectory, computed on the trajectory's computer.
 
     Output ``pdot``: ArrayData with ``times`` (F,) fs and ``pdot`` (F, 3) |e| Angstrom/fs (route
-    "velocity") or ``polarization`` (F, 3) |e| Angstrom (route "polarization"); attribute ``units``.
+    "velocity") or ``polarization`` (F, 3) |e| Angstrom (route "polarization"); attributes ``units`` and
+    ``route`` (the route taken: with settings route "auto", the default, the polarization route when the frames
+    are at most 1 fs apart or carry no velocities, else the velocity route;
+    :func:`aiida_irspec.campaign.pdot.choose_route`).
     """
 
     CACHE_VERSION = NUMERICS_VERSION  # the job runs the package's model: its results change with the numerics
@@ -90,8 +93,8 @@ class PredictPdotCalculation(CalcJob):
                    help="File in remote_trajectory: npz of `engine md`, or vasprun.xml, XDATCAR, ... (then "
                         "settings timestep is needed).")
         spec.input("settings", valid_type=orm.Dict, required=False,
-                   help="route ('velocity' or 'polarization'), timestep (fs between frames, non-npz files), "
-                        "batch_size.")
+                   help="route ('auto', the default: P when frames are at most 1 fs apart, else dP/dt; "
+                        "'velocity' or 'polarization'), timestep (fs between frames, non-npz files), batch_size.")
         spec.inputs.validator = _validate
         spec.inputs["metadata"]["options"]["resources"].default = {"num_machines": 1, "num_mpiprocs_per_machine": 1}
         spec.inputs["metadata"]["options"]["withmpi"].default = False
@@ -121,7 +124,7 @@ class PredictPdotCalculation(CalcJob):
             calcinfo.remote_symlink_list.append(
                 (remote.computer.uuid, f"{remote.get_remote_path()}/{filename}", filename))
         arguments = ["pdot", model.filename, filename, "--output", OUTPUT_FILE,
-                     "--route", settings.get("route", "velocity")]
+                     "--route", settings.get("route", "auto")]
         for key in ("timestep", "batch_size"):
             if key in settings:
                 arguments += [f"--{key.replace('_', '-')}", str(settings[key])]

@@ -13,7 +13,8 @@ UNITS = {"times": "fs", "pdot": "|e| Angstrom/fs", "polarization": "|e| Angstrom
 
 
 class PredictPdotParser(Parser):
-    """Reads pdot.npz (times, and pdot or polarization, one row per frame) into the ``pdot`` output."""
+    """Reads pdot.npz (times, and pdot or polarization, one row per frame) into the ``pdot`` output, with the
+    route taken as its attribute ``route``."""
 
     CACHE_VERSION = NUMERICS_VERSION  # what it makes of the files is part of the package's results
     def parse(self, **kwargs):
@@ -37,5 +38,6 @@ class PredictPdotParser(Parser):
         for name in ("times", series[0]):
             node.set_array(name, arrays[name])
         node.base.attributes.set("units", {name: UNITS[name] for name in ("times", series[0])})
+        node.base.attributes.set("route", "velocity" if series[0] == "pdot" else "polarization")
         self.out("pdot", node)
         return scheduler_exit or ExitCode(0)
