@@ -2,24 +2,31 @@
 
 Internal units everywhere: Angstrom, fs, amu, eV, |e|. Polarization P is the total cell dipole in
 |e| Angstrom (not divided by the volume); its time derivative dP/dt is in |e| Angstrom / fs; Born
-charges are in |e|; frequencies are reported in cm^-1. Constants are CODATA 2018 (SI).
+charges are in |e|; frequencies are reported in cm^-1. Constants are CODATA 2018 (SI), from ASE's table
+(``ase.units.CODATA``; scipy.constants holds CODATA 2022 only, whose amu and epsilon_0 differ by 1e-9 and would
+change the MD time unit, hence every trajectory).
 """
 
 import math
 
+from ase.units import CODATA
+
+_CODATA_2018 = CODATA["2018"]
+
 # SI constants
-ELEMENTARY_CHARGE = 1.602176634e-19  # C
-SPEED_OF_LIGHT = 2.99792458e8  # m / s
-VACUUM_PERMITTIVITY = 8.8541878128e-12  # F / m
-BOLTZMANN = 1.380649e-23  # J / K
-HBAR = 1.054571817e-34  # J s
-ATOMIC_MASS_UNIT = 1.66053906660e-27  # kg
-AVOGADRO = 6.02214076e23  # 1 / mol
+ELEMENTARY_CHARGE = _CODATA_2018["_e"]  # C
+SPEED_OF_LIGHT = _CODATA_2018["_c"]  # m / s
+VACUUM_PERMITTIVITY = 1.0 / (_CODATA_2018["_mu0"] * SPEED_OF_LIGHT**2)  # F / m
+BOLTZMANN = _CODATA_2018["_k"]  # J / K
+HBAR = _CODATA_2018["_hplanck"] / (2 * math.pi)  # J s
+ATOMIC_MASS_UNIT = _CODATA_2018["_amu"]  # kg
+AVOGADRO = _CODATA_2018["_Nav"]  # 1 / mol
 
 ANGSTROM = 1e-10  # m
 FEMTOSECOND = 1e-15  # s
 
-# Atomic units (CODATA 2018), for engines that work in them (tblite)
+# Atomic units for engines that work in them (tblite): CODATA 2018's listed values, which tblite itself uses;
+# ASE derives its Bohr and Hartree from other constants (1e-11 apart), which would move every tblite trajectory.
 BOHR_ANGSTROM = 0.529177210903  # Angstrom
 HARTREE_EV = 27.211386245988  # eV
 
@@ -48,7 +55,8 @@ def kelvin_to_ev(temperature):
     return BOLTZMANN_EV * temperature
 
 
-# --- IR spectra (aiida_irspec.spectra): prefactors of the Green-Kubo formula, DESIGN.md eq. 5 ---
+# --- IR spectra (aiida_irspec.spectra): prefactors of the Green-Kubo formula (docs/theory.md; eq. 5 of
+# Schmiedmayer & Kresse, J. Chem. Phys. 161, 084703 (2024)) ---
 #
 #   alpha(omega) n(omega) = beta / (6 V c eps0) * Int_{-inf}^{inf} <Pdot(0).Pdot(t)> exp(-i omega t) dt
 #

@@ -264,15 +264,6 @@ def test_a_window_cut_by_the_run_is_reported():
     assert green_kubo_spectrum(pdot, 1.0, 300.0, volume=100.0, width_cm1=50).settings["notes"] == []
 
 
-def test_fft_lengths_are_5_smooth_and_minimal():
-    import scipy.fft
-
-    from aiida_irspec.spectra.green_kubo import next_fast_length
-
-    for n in [1, 7, 97, 1001, 12345, 100_001, 262_145]:
-        assert next_fast_length(n) == scipy.fft.next_fast_len(n, real=True)
-
-
 def test_spectra_import_neither_aiida_nor_click():
     import subprocess
     import sys

@@ -96,10 +96,9 @@ def load_profile_or_exit(profile=None):
         echo_error_and_exit(f"no usable AiiDA profile ({error}). Create one with `verdi presto`.", 3)
 
 
-def format_table(rows, headers):
-    """A plain-text table (list of row tuples) with left-aligned columns."""
-    columns = [headers, *[[str(cell) for cell in row] for row in rows]]
-    widths = [max(len(str(row[k])) for row in columns) for k in range(len(headers))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in columns]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+def format_table(rows, headers=None):
+    """A plain-text table as verdi prints them (tabulate's "simple" format): ``rows`` a list of row tuples,
+    ``headers`` the column titles (None: no title line). Cells are printed as given (no number reformatting)."""
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers or (), tablefmt="simple", disable_numparse=True)

@@ -2,16 +2,19 @@
 an optional bootstrap band, and band summaries (integrated intensity, peak, centroid) with uncertainties."""
 
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from aiida_irspec.exceptions import InputError
 from aiida_irspec.files import atomic_write
-from aiida_irspec.spectra.green_kubo import INTEGRATED_UNITS, band_integral
+from aiida_irspec.spectra.green_kubo import INTEGRATED_UNITS, METHOD, Spectrum, band_integral
 
 PER_RUN_SETTINGS = ("n_samples", "pdot2_mean", "source", "notes")
 BOOTSTRAP_CHUNK = 2048  # wavenumbers per block of the bootstrap: memory ~ 8 * bootstrap * chunk bytes
+BOOTSTRAP_BATCH = 64  # resamples drawn at a time within a block: memory ~ 8 * batch * runs * chunk bytes
 
 
 @dataclass
@@ -38,11 +41,11 @@ class AveragedSpectrum:
     bootstrap_upper: np.ndarray | None = None
 
     @property
-    def integrated_unit(self):
+    def integrated_unit(self) -> str:
         """Unit of an integral over frequency_cm1: cm^-2 (absorption) or km/mol (molar)."""
         return INTEGRATED_UNITS[self.unit]
 
-    def columns(self):
+    def columns(self) -> dict[str, np.ndarray]:
         """The CSV columns in order, name -> (M,) array."""
         table = {"frequency_cm1": self.frequency_cm1, "absorption": self.mean, "stderr": self.stderr,
                  "lower": self.lower, "upper": self.upper}
@@ -50,31 +53,45 @@ class AveragedSpectrum:
             table.update(bootstrap_lower=self.bootstrap_lower, bootstrap_upper=self.bootstrap_upper)
         return table
 
-    def to_csv(self, path, bands=None):
+    def to_csv(self, path: "str | os.PathLike", bands: dict | None = None,
+               frequency_range: tuple[float, float] | None = None, header: Sequence[str] = ()) -> None:
         """Write the spectrum as CSV: comment lines (# ...) with units and settings, a header line, the rows.
 
         Columns: frequency_cm1 (cm^-1), absorption (the mean, in ``unit``), stderr, lower, upper
         (mean -+ 2 stderr) and, with a bootstrap, bootstrap_lower, bootstrap_upper. ``bands`` (name -> (lo, hi))
-        adds their summary as comment lines.
+        adds their summary as comment lines. frequency_range: (lo, hi) cm^-1, only the rows inside (band
+        summaries still use the whole spectrum); default every row, up to the Nyquist frequency. header: comment
+        lines written first (e.g. which campaign made the spectrum), without the leading "# ".
         """
         table = self.columns()
-        lines = [
-            "# aiida-irspec IR spectrum (Green-Kubo, DESIGN.md eq. 5)",
+        keep = slice(None)
+        if frequency_range is not None:
+            lo, hi = (float(x) for x in frequency_range)
+            if not lo < hi:
+                raise InputError(f"frequency range {lo:g}-{hi:g} cm^-1: expected LO < HI")
+            keep = (self.frequency_cm1 >= lo) & (self.frequency_cm1 <= hi)
+        quantity = ("alpha(omega) n(omega), absorption coefficient times refractive index" if self.unit == "cm^-1"
+                    else "N_A sigma(omega), molar absorption coefficient per molecule")
+        shown = (f"{self.frequency_cm1[keep][0]:g} to {self.frequency_cm1[keep][-1]:g} cm^-1 of 0 to "
+                 f"{self.frequency_cm1[-1]:g}" if np.any(keep) else "no rows")
+        lines = [f"# {line}" for line in header] + [
+            "# aiida-irspec IR spectrum",
+            f"# method: {METHOD}",
             f"# units: frequency_cm1 in cm^-1; absorption, stderr, lower, upper"
             f"{', bootstrap_lower, bootstrap_upper' if self.bootstrap_lower is not None else ''} in {self.unit} "
-            f"({'alpha(omega) n(omega)' if self.unit == 'cm^-1' else 'molar absorption coefficient per molecule'}; "
-            f"integral over frequency_cm1 in {self.integrated_unit})",
+            f"({quantity}; its integral over frequency_cm1 in {self.integrated_unit})",
             f"# band: lower/upper = absorption -+ 2 stderr, stderr = standard error of the mean of {self.n_runs} runs",
+            f"# rows: {shown}",
         ]
-        lines += [f"# {key}: {json.dumps(value)}" for key, value in self.settings.items()]
+        lines += [f"# {key}: {json.dumps(value)}" for key, value in self.settings.items() if key != "method"]
         for row in self.band_summary(bands or {}):
             lines.append("# band " + json.dumps(row))
-        data = np.column_stack(list(table.values()))
+        data = np.column_stack([column[keep] for column in table.values()])
         with atomic_write(path, "w") as handle:  # a kill or a full disk leaves the previous file
             handle.write("\n".join(lines) + "\n" + ",".join(table) + "\n")
             np.savetxt(handle, data, delimiter=",", fmt="%.9g")
 
-    def band_summary(self, bands):
+    def band_summary(self, bands: dict) -> list[dict]:
         """Per named band (name -> (lo, hi) cm^-1): integrated intensity, peak and centroid over the runs.
 
         Each quantity is computed per run and reported as the mean over runs with its standard error
@@ -103,6 +120,7 @@ class AveragedSpectrum:
 
 
 def _stderr(values, axis=0):
+    # numpy, not scipy.stats.sem (the same formula): importing scipy.stats takes longer than a spectrum (3 s at load 9)
     values = np.asarray(values)
     n = values.shape[axis]
     if n < 2:
@@ -133,7 +151,28 @@ def _merge_settings(spectra):
     return merged
 
 
-def average_spectra(spectra, bootstrap=0, seed=None):
+def bootstrap_band(runs: np.ndarray, resamples: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The 95% percentile bootstrap band of the mean of ``runs`` (n_runs, M): (lower, upper), each (M,).
+
+    scipy.stats.bootstrap (method "percentile") on blocks of BOOTSTRAP_CHUNK wavenumbers, BOOTSTRAP_BATCH
+    resamples at a time, so that memory stays near 8 * resamples * BOOTSTRAP_CHUNK bytes; one random generator
+    (``seed``) for all blocks. A single run is its own band.
+    """
+    if len(runs) < 2:
+        return runs[0].copy(), runs[0].copy()
+    from scipy.stats import bootstrap  # imported only for a bootstrap: scipy.stats is slow to import
+
+    rng = np.random.default_rng(seed)
+    low, high = np.empty(runs.shape[1]), np.empty(runs.shape[1])
+    for start in range(0, runs.shape[1], BOOTSTRAP_CHUNK):
+        part = slice(start, start + BOOTSTRAP_CHUNK)
+        result = bootstrap((runs[:, part],), np.mean, n_resamples=resamples, batch=BOOTSTRAP_BATCH, axis=0,
+                           vectorized=True, confidence_level=0.95, method="percentile", rng=rng)
+        low[part], high[part] = result.confidence_interval
+    return low, high
+
+
+def average_spectra(spectra: Sequence[Spectrum], bootstrap: int = 0, seed: int | None = None) -> AveragedSpectrum:
     """Average independent runs' :class:`Spectrum` objects (same grid and unit) into an :class:`AveragedSpectrum`.
 
     bootstrap: number of resamples of the runs (with replacement) for the percentile band; 0 for none.
@@ -157,12 +196,7 @@ def average_spectra(spectra, bootstrap=0, seed=None):
     stderr = _stderr(runs)
     low = high = None
     if bootstrap:
-        rng = np.random.default_rng(seed)
-        counts = rng.multinomial(len(runs), np.full(len(runs), 1.0 / len(runs)), size=int(bootstrap))
-        low, high = np.empty_like(mean), np.empty_like(mean)
-        for start in range(0, mean.size, BOOTSTRAP_CHUNK):  # (bootstrap, chunk) resampled means at a time
-            part = slice(start, start + BOOTSTRAP_CHUNK)
-            low[part], high[part] = np.percentile(counts @ runs[:, part] / len(runs), [2.5, 97.5], axis=0)
+        low, high = bootstrap_band(runs, int(bootstrap), seed)
     settings = _merge_settings(spectra)
     settings.update(n_runs=len(runs), bootstrap=int(bootstrap), bootstrap_seed=seed)
     return AveragedSpectrum(first.frequency_cm1, mean, stderr, mean - 2 * stderr, mean + 2 * stderr, len(runs),

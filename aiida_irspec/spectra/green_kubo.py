@@ -1,4 +1,5 @@
-"""Green-Kubo IR absorption from a polarization current (DESIGN.md section 2, eq. 5).
+"""Green-Kubo IR absorption from a polarization current (docs/theory.md; eq. 5 of Schmiedmayer & Kresse,
+J. Chem. Phys. 161, 084703 (2024)).
 
     alpha(omega) n(omega) = beta / (6 V c eps0) * Int_{-inf}^{inf} C(t) exp(-i omega t) dt,
     C(t) = <Pdot(0) . Pdot(t)>
@@ -43,6 +44,10 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 ABSORPTION_UNIT = "cm^-1"
 MOLAR_UNIT = "km/mol/cm^-1"
 INTEGRATED_UNITS = {ABSORPTION_UNIT: "cm^-2", MOLAR_UNIT: "km/mol"}
+
+#: What the spectra record as their method: the formula, its source and the page of the docs that derives it.
+METHOD = ("Green-Kubo, eq. 5 of Schmiedmayer & Kresse, J. Chem. Phys. 161, 084703 (2024); "
+          "docs/theory.md (The spectrum: Green-Kubo)")
 
 
 @dataclass
@@ -150,20 +155,6 @@ def default_max_correlation_fs(n_samples, interval_fs, window, width_fs):
     return 0.5 * run
 
 
-def next_fast_length(n):
-    """Smallest 5-smooth integer (2^a 3^b 5^c) >= n: a fast FFT length (numpy.fft, imported in a blink)."""
-    best, power5 = 2 * n, 1
-    while power5 < best:
-        power35 = power5
-        while power35 < best:
-            length = power35 * 2 ** max(0, math.ceil(math.log2(n / power35)))
-            length *= 2 if length < n else 1  # guard against round-off in log2
-            best = min(best, length)
-            power35 *= 3
-        power5 *= 5
-    return best
-
-
 def autocorrelation(series, max_lag):
     """Unbiased autocorrelation summed over components.
 
@@ -171,8 +162,10 @@ def autocorrelation(series, max_lag):
     ``C[n] = sum_{t < N - n} series[t] . series[t + n] / (N - n)``, so ``C[0]`` is the mean of |series|^2.
     Linear (not circular) correlation by FFT with padding to at least N + max_lag.
     """
+    from scipy.fft import next_fast_len  # here, not at the top: importing the spectra stays quick
+
     n = series.shape[0]
-    n_fft = next_fast_length(n + max_lag + 1)
+    n_fft = next_fast_len(n + max_lag + 1, real=True)
     spectrum = np.fft.rfft(series, n=n_fft, axis=0)
     power = np.sum(spectrum.real**2 + spectrum.imag**2, axis=1)
     corr = np.fft.irfft(power, n=n_fft)[: max_lag + 1]
@@ -211,7 +204,7 @@ def green_kubo_spectrum(pdot, dt, temperature, volume=None, molecules=None, wind
                         max_correlation_fs=_DEFAULTS.max_correlation_fs,
                         quantum_correction=_DEFAULTS.quantum_correction, stride=1, zero_padding=2,
                         max_frequency_cm1=_DEFAULTS.max_frequency_cm1, source="pdot"):
-    """IR absorption of one run from its polarization current, eq. 5 of DESIGN.md.
+    """IR absorption of one run from its polarization current (:data:`METHOD`, docs/theory.md).
 
     pdot: (steps, 3) dP/dt in |e| Angstrom / fs, one sample every ``dt * stride`` fs.
     dt: MD time step in fs; stride: MD steps between samples. temperature: K (the beta of eq. 5).
@@ -260,7 +253,9 @@ def green_kubo_spectrum(pdot, dt, temperature, volume=None, molecules=None, wind
     correlation = autocorrelation(pdot, max_lag)
     lags = np.arange(max_lag + 1) * interval
     weighted = correlation * window_function(window, lags, width_fs)
-    n_fft = next_fast_length(int(zero_padding) * 2 * (max_lag + 1))
+    from scipy.fft import next_fast_len
+
+    n_fft = next_fast_len(int(zero_padding) * 2 * (max_lag + 1), real=True)
     n_fft += n_fft % 2  # even, so that the Nyquist frequency is on the grid
     transform = cosine_transform(weighted, interval, n_fft)  # (|e| A/fs)^2 fs
     omega = 2 * np.pi * np.arange(transform.size) / (n_fft * interval)  # rad/fs
@@ -280,7 +275,7 @@ def green_kubo_spectrum(pdot, dt, temperature, volume=None, molecules=None, wind
         frequency, absorption = frequency[keep], absorption[keep]
 
     settings = {
-        "method": "Green-Kubo, DESIGN.md eq. 5",
+        "method": METHOD,
         "source": source,
         "unit": unit,
         "integrated_unit": INTEGRATED_UNITS[unit],

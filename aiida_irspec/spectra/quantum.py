@@ -1,4 +1,4 @@
-"""Quantum correction factors for classical Green-Kubo spectra (DESIGN.md section 2).
+"""Quantum correction factors for classical Green-Kubo spectra (docs/theory.md, docs/spectra.md).
 
 The classical spectrum of eq. 5 is multiplied by Q(omega), with x = beta hbar omega = hbar omega / (k_B T):
 
