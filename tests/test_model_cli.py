@@ -91,3 +91,13 @@ def test_fit_kind_auto_and_predict_partition(tmp_path, zro2_outcars, zro2_dir):
     arrays = np.load(out)
     assert arrays["charges"].shape == (1, 96) and arrays["atomic_dipoles"].shape == (1, 96, 3)
     assert abs(arrays["charges"].sum()) < 1e-9 and np.ptp(arrays["charges"][0][:32]) > 0  # Zr charges vary
+
+
+def test_fit_kind_choices_and_default_are_the_models():
+    """The fit command names its kinds without importing the model (fast start): they must stay the model's."""
+    from aiida_irspec.cli.model import fit
+    from aiida_irspec.model.kinds import KINDS
+    from aiida_irspec.model.settings import ModelSettings
+
+    option = next(param for param in fit.params if param.name == "kind")
+    assert tuple(option.type.choices) == KINDS + ("auto",) and option.default == ModelSettings().kind

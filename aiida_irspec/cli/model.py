@@ -122,9 +122,10 @@ def _metrics_rows(name, metrics):
               help="Validation file; repeat the option, or give a quoted glob such as 'val/OUTCAR*'.")
 @click.option("--charges", default=None, help="Baseline charges, e.g. 'Zr=4,O=-2' (default: formal charges for "
               "periodic cells, chosen by cross-validation for molecules).")
-@click.option("--kind", type=click.Choice(["dipole", "monopole", "combined", "auto"]), default="dipole",
+@click.option("--kind", type=click.Choice(["dipole", "monopole", "combined", "polynomial", "auto"]), default="dipole",
               show_default=True, help="Learned part: atomic dipoles, conserved charges flowing between neighbours, "
-              "both, or the one with the lowest cross-validated error (auto).")
+              "both, both with the dipoles' features times a polynomial of the centre's densities, or the one "
+              "with the lowest cross-validated error (auto, which says which).")
 @click.option("--baseline", type=click.Choice(["auto", "formal", "mean", "zero"]), default="auto", show_default=True)
 @click.option("--basis", type=click.Choice(["linear", "sparse"]), default="linear", show_default=True)
 @click.option("--n-sparse", type=click.IntRange(min=1), default=None,
