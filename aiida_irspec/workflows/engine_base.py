@@ -64,11 +64,10 @@ def fill_builder(builder, values, path=""):
         if isinstance(port, PortNamespace) and isinstance(value, collections.abc.Mapping):
             fill_builder(builder[key], value, f"{dotted}.")
             continue
-        if not (isinstance(value, orm.Node) or getattr(port, "is_metadata", False) or getattr(port, "non_db", False)):
-            value = orm.to_aiida_type(value)
+        as_is = isinstance(value, orm.Node) or getattr(port, "is_metadata", False) or getattr(port, "non_db", False)
         try:
-            builder[key] = value
-        except (ValueError, TypeError) as error:
+            builder[key] = value if as_is else orm.to_aiida_type(value)
+        except (ValueError, TypeError, NotImplementedError) as error:
             raise InputError(f"input {dotted!r}: {error}") from error
 
 
@@ -104,12 +103,13 @@ def _validate_inputs(task, inputs, ctx):
     process = get_engine(name).process(task)
     if not hasattr(process, "get_available_protocols"):
         return None
-    level, alias = process._split_protocol_file_name(inputs["protocol"].value)
+    level, alias = ProtocolMixin._split_protocol_file_name(inputs["protocol"].value)
     try:
         available = process.get_available_protocols(alias)
     except (InputError, OSError) as error:
         return str(error)
-    if level not in available:
+    alias_of = getattr(process, "_check_if_alias", lambda _: None)  # aiida-vasp's names: moderate -> balanced, ...
+    if level not in available and alias_of(level) not in available:
         return (f"the {name} engine has no protocol {level!r}{did_you_mean(level, available)}: choose from "
                 f"{', '.join(available)}")
     return None
