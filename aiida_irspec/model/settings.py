@@ -30,7 +30,8 @@ class ModelSettings(Settings):
 
     descriptor: DescriptorSettings = setting(DescriptorSettings(), "The descriptor (aiida_irspec.model.descriptors).")
     kind: str = setting("dipole", "Learned part: atomic dipoles, conserved charges flowing between neighbours, "
-                                  "both, or the kind with the lowest cross-validated error.",
+                                  "both, both with the dipoles' features times a polynomial of the centre's "
+                                  "densities, or the kind with the lowest cross-validated error.",
                         choices=KINDS + ("auto",))
     baseline: str = setting("auto", "Static charges added to the learned part; auto: formal charges for periodic "
                                     "cells, for molecules the best of zero / species mean / formal by "
