@@ -304,6 +304,7 @@ def test_archived_campaign_reruns_on_the_cluster_bit_identical(aiida_config_tmp,
             expected = {name: {array: first.outputs.spectrum[name].get_array(array)
                                for array in first.outputs.spectrum[name].get_arraynames()}
                         for name in ("spectrum", "reference_spectrum")}
+            uuid = first.uuid
             verdi(origin, "archive", "create", "-N", str(first.pk), "--", str(archive))
 
         with aiida_profile_factory(aiida_config_tmp, storage_backend="core.sqlite_dos", name="elsewhere") as fresh:
@@ -312,7 +313,7 @@ def test_archived_campaign_reruns_on_the_cluster_bit_identical(aiida_config_tmp,
             trap.mkdir()
             result = setup_computer(fresh, "slurm-test", *ssh_arguments(settings, trap))
             assert result.exit_code == 0, result.output
-            imported = orm.load_node(first.uuid)
+            imported = orm.load_node(uuid)
             builder = imported.get_builder_restart()
             tblite, irspec = orm.load_code("tblite@slurm-test"), orm.load_code("irspec@slurm-test")
             for namespace in (builder.sampling, builder.learning.born_charges, builder.spectrum.md):
