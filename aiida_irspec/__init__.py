@@ -19,4 +19,4 @@ has a ``CACHE_VERSION`` of its own (bumped when the files it writes change).
 
 __version__ = "0.1.0"
 
-NUMERICS_VERSION = 1
+NUMERICS_VERSION = 2  # 2: pdot route auto, bootstrap band by scipy, VASP MD steps read whole, folds of copies
