@@ -311,8 +311,9 @@ def predict_along(model, trajectory, route="auto", batch_size=None, chunk_frames
     out = np.zeros((len(trajectory.times), 3))
     for k, value in enumerate(series):
         out[k] = value
-    arrays = {"times": np.asarray(trajectory.times, dtype=float), "pdot" if route == "velocity" else "polarization": out,
-              "route": np.array(route), "numbers": np.asarray(trajectory.numbers)}
+    arrays = {"times": np.asarray(trajectory.times, dtype=float),
+              "pdot" if route == "velocity" else "polarization": out, "route": np.array(route),
+              "numbers": np.asarray(trajectory.numbers)}
     if periodic:
         arrays["volume"] = np.array(volume[0] / len(trajectory.times))
     return arrays

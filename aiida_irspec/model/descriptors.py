@@ -19,14 +19,21 @@ featomic's position gradients of ``c`` and the product rule. Units: features are
 densities; positions in Angstrom; gradients per Angstrom.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import itertools
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse
 
 from aiida_irspec.exceptions import InputError, ModelError
 from aiida_irspec.model.coupling import XYZ_FROM_M, vector_coupling
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 
 #: Smooth cutoffs of the density expansion: over the last ``cutoff_width`` only, or over the whole range.
@@ -75,11 +82,11 @@ class DescriptorSettings:
         if self.body_order not in (2, 3, 4):
             raise InputError(f"body_order must be 2, 3 or 4, not {self.body_order}")
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict) -> DescriptorSettings:
         return cls(**data)
 
 
@@ -112,7 +119,7 @@ class FeatureSpace:
     by centre species, then multiplier (the constant first), then base feature.
     """
 
-    def __init__(self, settings, species, multipliers=(1, 1)):
+    def __init__(self, settings: DescriptorSettings, species: Iterable[int], multipliers: tuple[int, int] = (1, 1)):
         from featomic import SphericalExpansion
         from featomic.basis import Gto, TensorProduct
         from featomic.cutoff import Cutoff, ShiftedCosine
@@ -142,7 +149,7 @@ class FeatureSpace:
         self._couplings = [vector_coupling(l, l + 1) for l in range(self.n_l3)]
 
     # ------------------------------------------------------------------ layout
-    def column_labels(self):
+    def column_labels(self) -> list[tuple]:
         """One tuple per column: (centre Z, multiplier, body, l, neighbour Z 1, n1, neighbour Z 2, n2), -1 when
         unused (no second neighbour). ``multiplier`` is the tuple of the modulator channels (Z, n) whose product
         multiplies the base feature, one entry per power (``()`` for none); ``body`` counts their neighbours."""
@@ -160,14 +167,14 @@ class FeatureSpace:
                                for z2, r2 in k_labels]
         return labels
 
-    def column_groups(self):
+    def column_groups(self) -> np.ndarray:
         """Integer label (n_columns,) of the block of every column, for the prior (:func:`.solver.column_scales`):
         one block per centre species, multiplier and body (2-body, or 3-body of one angular channel l)."""
         block = np.concatenate([np.zeros(self.n_k, dtype=int), np.repeat(1 + np.arange(self.n_l3), self.n_k**2)])
         n_blocks = 1 + self.n_l3
         return (np.arange(self.n_species * len(self._monomials))[:, None] * n_blocks + block).ravel()
 
-    def columns_of_multipliers(self, radial, degree):
+    def columns_of_multipliers(self, radial: int, degree: int) -> np.ndarray:
         """Boolean (n_columns,): the columns whose multiplier uses only radial channels n < ``radial`` and has
         degree <= ``degree`` (the columns of a space with ``multipliers=(radial, degree)``, in the same order)."""
         n = self.settings.n_radial
@@ -175,7 +182,7 @@ class FeatureSpace:
         keep = ~uses.any(axis=1) & (self._monomials.sum(axis=1) <= degree)
         return np.tile(np.repeat(keep, self.n_base), self.n_species)
 
-    def structural_zero_columns(self):
+    def structural_zero_columns(self) -> np.ndarray:
         """Boolean (n_columns,): unmodulated 2-body columns whose centre and neighbour species are equal.
 
         Each such pair enters P twice with opposite bond vectors, so the column vanishes identically.
@@ -183,7 +190,7 @@ class FeatureSpace:
         return np.array([not multiplier and body == 2 and zc == z1
                          for zc, multiplier, body, _, z1, *_ in self.column_labels()])
 
-    def species_index(self, atoms):
+    def species_index(self, atoms: Atoms) -> np.ndarray:
         """Index into ``self.species`` of every atom; ModelError for an unknown species."""
         unknown = sorted(set(atoms.numbers.tolist()) - set(self.species))
         if unknown:
@@ -194,14 +201,14 @@ class FeatureSpace:
         return np.searchsorted(self.species, atoms.numbers)
 
     # ------------------------------------------------------------------ expansion
-    def expand(self, atoms, gradients=False):
+    def expand(self, atoms: Atoms, gradients: bool = False):
         """Density coefficients of one frame.
 
         Returns ``c`` (list over l of (N, 2l+1, K)) and, with gradients, ``(c, DensityGradients)``.
         """
         return self.expand_many([atoms], gradients)[0]
 
-    def expand_many(self, frames, gradients=False):
+    def expand_many(self, frames: list[Atoms], gradients: bool = False) -> list:
         """:meth:`expand` of several frames in one featomic call (faster for small frames)."""
         for atoms in frames:
             self.species_index(atoms)
@@ -258,7 +265,8 @@ class FeatureSpace:
             results.append((coefficients, DensityGradients(pairs, neighbour, own)))
         return results
 
-    def iter_expansions(self, frames, gradients=False, batch_size=16, max_gradient_atoms=128):
+    def iter_expansions(self, frames: Iterable[Atoms], gradients: bool | Iterable[bool] = False, batch_size: int = 16,
+                        max_gradient_atoms: int = 128) -> Iterator[tuple]:
         """Yield ``(atoms, expansion)`` in order while the next batch is expanded in a background thread.
 
         frames: any iterable of ``ase.Atoms``, consumed lazily (a batch ahead), so a generator streams a
@@ -285,7 +293,7 @@ class FeatureSpace:
                 current = following
 
     # ------------------------------------------------------------------ features
-    def atom_features(self, coefficients):
+    def atom_features(self, coefficients: list) -> np.ndarray:
         """Per-atom features (N, 3, n_per_species) from the coefficients of ``expand``."""
         base = self._base_features(coefficients)
         return (self._multipliers(coefficients)[:, None, :, None] * base[:, :, None, :]).reshape(len(base), 3, -1)
@@ -320,7 +328,7 @@ class FeatureSpace:
         return (np.einsum("ptc,pbc->pbt", slope[centres], by_neighbour),
                 np.einsum("itc,ibc->ibt", slope, by_itself))
 
-    def polarization_design(self, atoms, coefficients=None):
+    def polarization_design(self, atoms: Atoms, coefficients: list | None = None) -> np.ndarray:
         """Design block of P: (3, n_columns), ``A[a, (s, k)] = sum_{i in s} f_k^a(i)``."""
         index = self.species_index(atoms)
         if coefficients is None:
@@ -331,7 +339,7 @@ class FeatureSpace:
             design[:, s] = features[index == s].sum(axis=0)
         return design.reshape(3, -1)
 
-    def born_charge_design(self, atoms, expansion=None):
+    def born_charge_design(self, atoms: Atoms, expansion: tuple | None = None) -> np.ndarray:
         """Design block of Z: (N, 3, 3, n_columns), ``A[j, a, b, (s, k)] = sum_{i in s} d f_k^a(i) / d x_{j,b}``
         (for modulated columns, of ``u(i) f_k^a(i)``)."""
         index = self.species_index(atoms)
@@ -421,7 +429,7 @@ class FeatureSpace:
             u_list.append(np.einsum("mna,imk->inak", coupling, cw))
         return w[:, :n_k], v_list, u_list
 
-    def polarization(self, atoms, weights, coefficients=None):
+    def polarization(self, atoms: Atoms, weights: np.ndarray, coefficients: list | None = None) -> np.ndarray:
         """Learned P (3,) of one frame for weights (n_species, n_per_species)."""
         index = self.species_index(atoms)
         c = coefficients if coefficients is not None else self.expand(atoms)
@@ -431,7 +439,7 @@ class FeatureSpace:
             p += np.einsum("imk,imak->a", c[l], v)
         return p
 
-    def born_charges(self, atoms, weights, expansion=None):
+    def born_charges(self, atoms: Atoms, weights: np.ndarray, expansion: tuple | None = None) -> np.ndarray:
         """Learned Z (N, 3, 3) of one frame for weights (n_species, n_per_species)."""
         index = self.species_index(atoms)
         c, gradients = expansion if expansion is not None else self.expand(atoms, gradients=True)
@@ -506,12 +514,12 @@ def _featomic_system(atoms):
     return atoms
 
 
-def reduction_matrix(rows, n_rows):
+def reduction_matrix(rows: np.ndarray, n_rows: int) -> scipy.sparse.csr_matrix:
     """Sparse (n_rows, len(rows)) matrix summing pair entries into their row (atom) index."""
     return scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(n_rows, len(rows)))
 
 
-def species_segments(species, atoms, n_species, n_atoms):
+def species_segments(species: np.ndarray, atoms: np.ndarray, n_species: int, n_atoms: int) -> list[tuple]:
     """Segments of rows sorted by (species, atom), e.g. pairs by (centre species, moved atom).
 
     species, atoms (R,): the sort keys of the rows. Returns [(s, rows, starts)] for every species s that has
@@ -523,7 +531,7 @@ def species_segments(species, atoms, n_species, n_atoms):
             for s in range(n_species) if bounds[(s + 1) * n_atoms] > bounds[s * n_atoms]]
 
 
-def segment_contract(left, right, starts):
+def segment_contract(left: np.ndarray, right: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """``out[j] = sum_{p in segment j, m} left[p, m, :]^T right[p, m, :]``: (N, X, Y).
 
     left (P, M, X) and right (P, M, Y), rows contiguous per segment j with ``starts`` (N+1,) boundaries.
@@ -538,7 +546,8 @@ def segment_contract(left, right, starts):
     return out
 
 
-def structure_descriptors(frames, settings=None, species=None):
+def structure_descriptors(frames: list[Atoms], settings: DescriptorSettings | None = None,
+                          species: list[int] | None = None) -> np.ndarray:
     """Per-structure invariant summary (F, D) for farthest-point sampling of configurations.
 
     For each centre species: the mean over its atoms of the squared norm of every lambda = 1 feature

@@ -14,18 +14,27 @@ All kinds are linear in their weights, so one set of normal equations serves eve
 the dipole, monopole and combined kinds are subsets of the polynomial kind's (``--kind auto`` uses this).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from aiida_irspec.exceptions import InputError
 from aiida_irspec.model.descriptors import FeatureSpace
 from aiida_irspec.model.monopole import ChargeTransferSpace
 
+if TYPE_CHECKING:
+    from ase import Atoms
+
+    from aiida_irspec.model.descriptors import DescriptorSettings
+
 KINDS = ("dipole", "monopole", "combined", "polynomial")
 #: The multipliers (radial channels, degree) of the dipole features of the dipole and combined kinds.
 LINEAR_MULTIPLIERS = (1, 1)
 
 
-def auto_kinds(settings):
+def auto_kinds(settings: DescriptorSettings) -> tuple[str, ...]:
     """The kinds ``kind="auto"`` chooses from, the largest last (its columns hold every other kind's): all of
     :data:`KINDS`, without the polynomial kind unless ``settings.body_order`` is 4."""
     return KINDS if settings.body_order == 4 else tuple(kind for kind in KINDS if kind != "polynomial")
@@ -34,7 +43,7 @@ def auto_kinds(settings):
 class ModelSpace:
     """Design blocks and contracted predictions of one kind; weights are flat (n_columns,)."""
 
-    def __init__(self, kind, settings, species):
+    def __init__(self, kind: str, settings: DescriptorSettings, species: list[int]):
         if kind not in KINDS:
             raise InputError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         if kind == "polynomial" and settings.body_order != 4:
@@ -73,7 +82,7 @@ class ModelSpace:
     def expand_many(self, frames, gradients=False):
         return self.density.expand_many(frames, gradients)
 
-    def columns_of(self, kind):
+    def columns_of(self, kind: str) -> np.ndarray:
         """Boolean (n_columns,): the columns that a model of ``kind`` uses (in the order of its own space)."""
         keep = np.zeros(self.n_columns, dtype=bool)
         for name in self.parts:
@@ -83,10 +92,10 @@ class ModelSpace:
             keep[self._slices["dipole"]] &= self.density.columns_of_multipliers(*LINEAR_MULTIPLIERS)
         return keep
 
-    def structural_zero_columns(self):
+    def structural_zero_columns(self) -> np.ndarray:
         return np.concatenate([part.structural_zero_columns() for part in self.parts.values()])
 
-    def column_groups(self):
+    def column_groups(self) -> np.ndarray:
         """Integer label (n_columns,) of the prior block of every column (each part's blocks, kept apart)."""
         groups, offset = [], 0
         for part in self.parts.values():
@@ -100,36 +109,37 @@ class ModelSpace:
         return {name: weights[self._slices[name]].reshape(self.n_species, -1) for name in self.parts}
 
     # ------------------------------------------------------------------ designs
-    def polarization_design(self, atoms, coefficients):
+    def polarization_design(self, atoms: Atoms, coefficients: list) -> np.ndarray:
         """(3, n_columns) in Angstrom (per unit weight)."""
         return np.concatenate([part.polarization_design(atoms, coefficients) for part in self.parts.values()], axis=1)
 
-    def born_charge_design(self, atoms, expansion):
+    def born_charge_design(self, atoms: Atoms, expansion: tuple) -> np.ndarray:
         """(N, 3, 3, n_columns), dimensionless (per unit weight)."""
         return np.concatenate([part.born_charge_design(atoms, expansion) for part in self.parts.values()], axis=3)
 
     # ------------------------------------------------------------------ predictions (learned parts)
-    def polarization(self, atoms, weights, coefficients):
+    def polarization(self, atoms: Atoms, weights: np.ndarray, coefficients: list) -> np.ndarray:
         """Learned P (3,) in |e| Angstrom."""
         split = self._split(weights)
         return sum(part.polarization(atoms, split[name], coefficients) for name, part in self.parts.items())
 
-    def born_charges(self, atoms, weights, expansion):
+    def born_charges(self, atoms: Atoms, weights: np.ndarray, expansion: tuple) -> np.ndarray:
         """Learned Z (N, 3, 3) in |e|."""
         split = self._split(weights)
         return sum(part.born_charges(atoms, split[name], expansion) for name, part in self.parts.items())
 
-    def polarization_derivative(self, atoms, weights, velocities, expansion):
+    def polarization_derivative(self, atoms: Atoms, weights: np.ndarray, velocities: np.ndarray,
+                                expansion: tuple) -> np.ndarray:
         """Learned dP/dt (3,) along ``velocities`` (N, 3): exact directional derivative ``sum_j Z_j v_j``."""
         return np.einsum("jab,jb->a", self.born_charges(atoms, weights, expansion), velocities)
 
-    def charges(self, atoms, weights, coefficients):
+    def charges(self, atoms: Atoms, weights: np.ndarray, coefficients: list) -> np.ndarray:
         """Learned (transferred) charges (N,) in |e|, zero for the dipole kind; they sum to zero."""
         if "monopole" not in self.parts:
             return np.zeros(len(atoms))
         return self.parts["monopole"].charges(atoms, self._split(weights)["monopole"], coefficients)
 
-    def atomic_dipoles(self, atoms, weights, coefficients):
+    def atomic_dipoles(self, atoms: Atoms, weights: np.ndarray, coefficients: list) -> np.ndarray:
         """Atomic dipoles (N, 3) in |e| Angstrom of the dipole part, zero for the monopole kind."""
         if "dipole" not in self.parts:
             return np.zeros((len(atoms), 3))

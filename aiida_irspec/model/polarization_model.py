@@ -12,8 +12,12 @@ frame. With ``basis="sparse"`` the weights are restricted to the span of referen
 by farthest-point sampling, ``W[s] = sum_{r, nu} w_r^nu f^nu(X_r)`` (the linear-kernel form of the paper).
 """
 
+from __future__ import annotations
+
 import itertools
 import json
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -26,6 +30,9 @@ from aiida_irspec.model.kinds import KINDS, ModelSpace, auto_kinds
 from aiida_irspec.model.sampling import farthest_point, standardise
 from aiida_irspec.model.solver import NormalEquations, column_scales, cross_validation_errors, solve_targets
 from aiida_irspec.resources import check_memory
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 FORMAT_VERSION = 2
 DEFAULT_WEIGHTS = {"born_charges": 1.0, "polarization": 10.0}
@@ -47,8 +54,9 @@ class PolarizationModel:
     structure share a fold).
     """
 
-    def __init__(self, descriptor=None, baseline="auto", basis="linear", n_sparse=None, regularization="auto",
-                 n_folds=5, kind="dipole"):
+    def __init__(self, descriptor: DescriptorSettings | None = None, baseline: str | dict = "auto",
+                 basis: str = "linear", n_sparse: int | None = None, regularization: str | float = "auto",
+                 n_folds: int = 5, kind: str = "dipole"):
         if kind not in KINDS + ("auto",):
             raise InputError(f"kind must be one of {', '.join(KINDS)} or 'auto', not {kind!r}")
         if basis not in ("linear", "sparse"):
@@ -77,19 +85,19 @@ class PolarizationModel:
 
     # ------------------------------------------------------------------ state
     @property
-    def species(self):
+    def species(self) -> list[int]:
         """Atomic numbers the model knows (sorted)."""
         self._require_fitted()
         return list(self._space.species)
 
     @property
-    def fitted_kind(self):
+    def fitted_kind(self) -> str:
         """The kind of the fitted model ("dipole", "monopole", "combined" or "polynomial"; what "auto" picked)."""
         self._require_fitted()
         return self._space.kind
 
     @property
-    def is_fitted(self):
+    def is_fitted(self) -> bool:
         return self.weights is not None
 
     def _require_fitted(self):
@@ -97,7 +105,8 @@ class PolarizationModel:
             raise ModelError("the model is not fitted: call fit() or PolarizationModel.load()")
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, frames, born_charges, polarizations=None, weights=None, validation=None, progress=False):
+    def fit(self, frames: Iterable[Atoms], born_charges: list | None, polarizations: list | None = None,
+            weights: dict | None = None, validation: tuple | None = None, progress: bool = False) -> PolarizationModel:
         """Fit to Born charges (list of (N, 3, 3) |e| or None) and/or polarizations (list of (3,) |e| A or None).
 
         weights: relative row weights {"born_charges": 1.0, "polarization": 10.0}; validation: optional
@@ -196,7 +205,8 @@ class PolarizationModel:
             "n_parameters": int(solution.posterior_factor.shape[1]),
             "training": self._group_metrics(group_rmse, normal.group_rows),
             "cv_rmse": (cv_error if cv_error is not None else solution.cv_rmse if solution.cv_rmse is not None else
-                        _cv_rmse(normal, solution.alpha, zero_columns(kind), 0, basis, groups)) if n_folds > 1 else None,
+                        _cv_rmse(normal, solution.alpha, zero_columns(kind), 0, basis, groups))
+            if n_folds > 1 else None,
         }
         if validation is not None:
             self.metrics["validation"] = self.evaluate(*validation, progress=progress)
@@ -213,7 +223,8 @@ class PolarizationModel:
             out["polarization_rmse"] = float(rmse[-1])
         return out
 
-    def evaluate(self, frames, born_charges, polarizations=None, progress=False):
+    def evaluate(self, frames: Iterable[Atoms], born_charges: list | None, polarizations: list | None = None,
+                 progress: bool = False) -> dict:
         """RMSE of Z per species and overall (|e|) and of P (|e| A) on the frames that have them."""
         from ase.data import chemical_symbols
 
@@ -290,7 +301,8 @@ class PolarizationModel:
         return scipy.linalg.block_diag(*blocks)
 
     # ------------------------------------------------------------------ prediction
-    def predict_polarization(self, frames, batch_size=32, progress=False):
+    def predict_polarization(self, frames: Atoms | Iterable[Atoms], batch_size: int = 32,
+                             progress: bool = False) -> np.ndarray:
         """P (F, 3) in |e| Angstrom: baseline ``sum q x`` (positions as given) plus the learned part."""
         self._require_fitted()
         frames = _as_frames(frames)
@@ -301,14 +313,14 @@ class PolarizationModel:
                 bar.update(1)
         return out
 
-    def iter_polarization(self, frames, batch_size=32):
+    def iter_polarization(self, frames: Iterable[Atoms], batch_size: int = 32) -> Iterator[np.ndarray]:
         """P (3,) in |e| Angstrom of each frame of an iterable of ``ase.Atoms``, yielded in order as the frames
         are consumed (a batch ahead): one spherical expansion per frame, memory independent of their number."""
         self._require_fitted()
         for atoms, c in self._space.iter_expansions(_checked_frames(frames), batch_size=batch_size):
             yield self._baseline(atoms) @ atoms.positions + self._space.polarization(atoms, self.weights, c)
 
-    def predict_born_charges(self, frames, progress=False):
+    def predict_born_charges(self, frames: Atoms | Iterable[Atoms], progress: bool = False) -> np.ndarray:
         """Z (F, N, 3, 3) in |e| (all frames must have the same number of atoms)."""
         self._require_fitted()
         frames = _as_frames(frames)
@@ -326,8 +338,8 @@ class PolarizationModel:
             yield self._baseline(atoms)[:, None, None] * np.eye(3) + self._space.born_charges(atoms, self.weights,
                                                                                               expansion)
 
-    def predict_pdot(self, frames, velocities, method="central_difference", step=PDOT_STEP, batch_size=32,
-                     progress=False):
+    def predict_pdot(self, frames: Atoms | Iterable[Atoms], velocities: np.ndarray, method: str = "central_difference",
+                     step: float = PDOT_STEP, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """dP/dt (F, 3) in |e| Angstrom / fs along ``velocities`` (F, N, 3) Angstrom / fs.
 
         method: "central_difference" (default, fast): ``(P(x + h v) - P(x - h v)) / 2h`` for the learned
@@ -347,7 +359,8 @@ class PolarizationModel:
                 bar.update(1)
         return out
 
-    def iter_pdot(self, frames_and_velocities, method="central_difference", step=PDOT_STEP, batch_size=32):
+    def iter_pdot(self, frames_and_velocities: Iterable[tuple[Atoms, np.ndarray]], method: str = "central_difference",
+                  step: float = PDOT_STEP, batch_size: int = 32) -> Iterator[np.ndarray]:
         """dP/dt (3,) in |e| Angstrom / fs of each ``(atoms, velocities (N, 3) Angstrom / fs)`` of an iterable,
         yielded in order, a batch of frames at a time (see :meth:`predict_pdot`)."""
         self._require_fitted()
@@ -384,7 +397,8 @@ class PolarizationModel:
                         out[k] += (plus - minus) / (2 * hk)
             yield from out
 
-    def predict_partition(self, frames, progress=False):
+    def predict_partition(self, frames: Atoms | Iterable[Atoms],
+                          progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Charge partitioning: charges (F, N) in |e| (baseline + learned transfer; zero sum per frame) and
         atomic dipoles (F, N, 3) in |e| Angstrom (the dipole part). For molecules and clusters
         ``P = sum q x + sum mu``; in periodic cells the learned charges' part of P is the bond-vector form
@@ -402,7 +416,7 @@ class PolarizationModel:
                 bar.update(1)
         return charges, dipoles
 
-    def uncertainty(self, frames, progress=False):
+    def uncertainty(self, frames: Atoms | Iterable[Atoms], progress: bool = False) -> np.ndarray:
         """Predictive standard deviation of Z (F,) in |e|: RMS over the 9N entries of the posterior
         standard deviation of the learned part (weight uncertainty of the Bayesian linear model)."""
         self._require_fitted()
@@ -420,7 +434,7 @@ class PolarizationModel:
         return baseline_charges.baseline_charges_per_atom(self.charges, atoms.numbers)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path):
+    def save(self, path) -> None:
         """Write one portable file (numpy .npz, no pickles) at exactly ``path``, atomically (files.savez)."""
         from aiida_irspec import __version__
 
@@ -443,7 +457,7 @@ class PolarizationModel:
         savez(path, **arrays)  # atomic: a kill or a full disk leaves the previous file
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path) -> PolarizationModel:
         """Read a file written by :meth:`save`; ModelError for anything else or another format version."""
         try:
             with open_npz(path) as data:

@@ -14,6 +14,8 @@ each column's block, :func:`column_scales`) is chosen from the data:
 * a number: that alpha.
 """
 
+from __future__ import annotations
+
 import dataclasses
 
 import numpy as np
@@ -146,7 +148,9 @@ class RidgeSolution:
     cv_rmse: float | None = None
 
 
-def solve(normal, alpha="evidence", zero_columns=None, target=0, basis=None, relative_null=1e-12, groups=None):
+def solve(normal: NormalEquations, alpha: str | float = "evidence", zero_columns: np.ndarray | None = None,
+          target: int = 0, basis: np.ndarray | None = None, relative_null: float = 1e-12,
+          groups: np.ndarray | None = None) -> RidgeSolution:
     """Solve the regularised normal equations; see the module docstring for ``alpha``.
 
     ``basis`` (C, C'): fit ``W = basis @ w`` (e.g. sparse reference features), with ``zero_columns``
@@ -156,7 +160,9 @@ def solve(normal, alpha="evidence", zero_columns=None, target=0, basis=None, rel
     return solve_targets(normal, alpha, zero_columns, [target], basis, relative_null, groups)[0]
 
 
-def column_scales(ata, rows, zero_columns=None, groups=None, relative_null=1e-12):
+def column_scales(ata: np.ndarray, rows: float, zero_columns: np.ndarray | None = None,
+                  groups: np.ndarray | None = None,
+                  relative_null: float = 1e-12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Column scales, active columns and prior weights of the ridge ``alpha sum_j prior_j (scale_j w_j)^2``.
 
     Returns ``scale`` (C,), the RMS of every column over the rows; ``active`` (C,), the columns that are neither
@@ -180,7 +186,9 @@ def column_scales(ata, rows, zero_columns=None, groups=None, relative_null=1e-12
     return scale, active, mean_square[inverse] / scale[active] ** 2
 
 
-def solve_targets(normal, alpha, zero_columns, targets, basis=None, relative_null=1e-12, groups=None):
+def solve_targets(normal: NormalEquations, alpha: str | float, zero_columns: np.ndarray | None, targets: list[int],
+                  basis: np.ndarray | None = None, relative_null: float = 1e-12,
+                  groups: np.ndarray | None = None) -> list[RidgeSolution]:
     """:func:`solve` for several right-hand sides of the same design (one eigendecomposition).
 
     alpha is chosen (evidence) on the spectrum of ``R^-1/2 M R^-1/2`` (M the column-standardised ``A^T A``, R the
@@ -292,7 +300,9 @@ def _evidence_alpha(eigenvalues, z, yty, rows, iterations=200):
     return ratio
 
 
-def cross_validation_errors(normal, alpha, active, scale, target=0, basis=None, prior=None):
+def cross_validation_errors(normal: NormalEquations, alpha: float, active: np.ndarray, scale: np.ndarray,
+                            target: int = 0, basis: np.ndarray | None = None,
+                            prior: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-fold held-out (weighted sum of squared residuals, rows) at one alpha: arrays (K,), (K,).
 
     scale (C,): the column scales; prior (active columns,): the prior weights (:func:`column_scales`; ones)."""
