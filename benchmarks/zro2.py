@@ -70,8 +70,9 @@ def machine_line():
     a = np.random.default_rng(0).standard_normal((2000, 2000))
     with threadpool_limits(1, user_api="blas"):
         seconds, _ = timed(np.matmul, a, a, repeats=3)
+    load = " ".join(f"{value:.1f}" for value in os.getloadavg())
     return (f"Machine: {model}, {os.cpu_count()} cores; dgemm on one thread {2 * 2000**3 / seconds / 1e9:.0f} GFlop/s; "
-            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; load average {load} (1, 5, 15 min)")
 
 
 def main():
