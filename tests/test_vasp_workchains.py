@@ -301,7 +301,8 @@ def test_md_mlff_training_real_layout(vasp_env, shared_data):
     ratio = kinetic_energy_of(velocities, masses)[1:-1] / reference.kinetic_energy[1:-1]
     assert np.all(np.abs(ratio - 1) < 0.01)
     source = trajectory.base.attributes.get("source")
-    assert source["format"] == "vasprun" and "bare <structure>" in source["layout"] and source["vasp_version"] == "6.3.0"
+    assert source["format"] == "vasprun" and source["vasp_version"] == "6.3.0"
+    assert "bare <structure>" in source["layout"]
 
 
 def test_md_mlff_production_layout_ml_ff_remote(vasp_env, shared_data, tmp_path):
@@ -321,7 +322,8 @@ def test_md_mlff_production_layout_ml_ff_remote(vasp_env, shared_data, tmp_path)
     node = run_workchain(builder)
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     (calc,) = vasp_calcs(node)
-    assert (pathlib.Path(calc.outputs.remote_folder.get_remote_path()) / "ML_FF").read_text() == ml_ff_path.read_text()
+    workdir = pathlib.Path(calc.outputs.remote_folder.get_remote_path())
+    assert (workdir / "ML_FF").read_text() == ml_ff_path.read_text()
     trajectory = node.outputs.trajectory
     assert trajectory.numsteps == 80 and set(trajectory.get_array("origin")) == {"ml"}
     assert trajectory.base.attributes.get("source")["layout"].startswith("machine-learned steps")

@@ -14,8 +14,9 @@ Concurrency: each file is imported in one database transaction that first takes 
 by a write at the start of the transaction) and only then looks for an earlier import of the same content,
 so two imports of the same files at the same time import each file once. A transaction that finds the SQLite
 database locked by another writer is rolled back and retried (:data:`LOCK_WAIT_SECONDS` in all). A file is
-imported whole or not at all: an interruption (Ctrl-C) rolls back the file in progress and keeps the ones
-before it, each with its group membership.
+imported whole or not at all: an exception (e.g. a KeyboardInterrupt) rolls back the file in progress and
+keeps the ones before it, each with its group membership; the command itself asks to stop between files
+(``stop``), so that Ctrl-C is never lost in a callback that Python runs while it arrives.
 """
 
 import dataclasses
@@ -120,16 +121,28 @@ def classify(path):
     return ImportResult(path, SKIPPED, message=f"not a VASP OUTCAR or vasprun.xml (starts with {first!r})")
 
 
-def import_vasp_files(paths, group=None, progress=None):
+class ImportStopped(Exception):
+    """``stop()`` asked the import to end: ``results`` holds the files done before (each imported whole)."""
+
+    def __init__(self, results):
+        super().__init__(f"stopped after {len(results)} files")
+        self.results = results
+
+
+def import_vasp_files(paths, group=None, progress=None, stop=None):
     """Import VASP output files; returns one ImportResult per path, in order.
 
     paths: files (any content: see :func:`classify`). group: an orm.Group to add every imported or already
     imported BornChargesData to (None: no group). progress: optional callable(path) called before each file.
-    A VASP output without Born charges is "skipped"; an unreadable or malformed one is an "error"; neither
-    creates a node. Each file is imported in its own locked transaction (see the module doc).
+    stop: optional callable asked before each file; when it returns true, :class:`ImportStopped` is raised with
+    the results so far (the command's Ctrl-C). A VASP output without Born charges is "skipped"; an unreadable
+    or malformed one is an "error"; neither creates a node. Each file is imported in its own locked
+    transaction (see the module doc).
     """
     results = []
     for path in map(pathlib.Path, paths):
+        if stop is not None and stop():
+            raise ImportStopped(results)
         if progress is not None:
             progress(path)
         results.append(classify(path) or _import_one(path, group))

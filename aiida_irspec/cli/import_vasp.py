@@ -1,17 +1,41 @@
 """``aiida-irspec import-vasp``: import existing VASP linear-response results into an AiiDA group."""
 
+import contextlib
 import pathlib
 import signal
 import sys
+import threading
 
 import click
 
-from aiida_irspec.cli.utils import SIGNAL_EXIT_CODES, echo_error_and_exit, format_table, load_profile_or_exit, user_errors
-from aiida_irspec.exceptions import Terminated
+from aiida_irspec.cli.utils import (SIGNAL_EXIT_CODES, echo_error_and_exit, format_table, load_profile_or_exit,
+                                    user_errors)
 
 #: Exit codes: 0 every VASP Born-charge output found was imported (or had been); 1 some could not be read;
 #: 2 none was found (every file skipped); 130 / 143 stopped by Ctrl-C / SIGTERM (files before it imported whole).
 EXIT_SOME_FAILED, EXIT_NOTHING_TO_IMPORT = 1, 2
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """SIGINT and SIGTERM only recorded while the block runs (the list it yields gets the first signal), so that
+    the import stops between two files: an exception raised by the signal inside a callback that Python runs at
+    that moment (a garbage-collection callback of the database layer) would be ignored and the signal lost."""
+    received = []
+
+    def record(signum, frame):
+        if not received:
+            received.append(signal.Signals(signum))
+
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {number: signal.signal(number, record) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @click.command("import-vasp")
@@ -30,8 +54,8 @@ def import_vasp(paths, group_label, profile):
     whose content (sha256) was imported before is not imported again ("already imported"; its node is added to
     the group). Every other file is listed as skipped with the reason. Two imports running at the same time
     import each file once. Exit code: 0 every Born-charge file imported (or already imported); 1 some files
-    could not be read (listed as errors); 2 no file with Born charges was found; 130 interrupted (Ctrl-C: the
-    files before it are imported whole, the one in progress not at all; run the command again for the rest).
+    could not be read (listed as errors); 2 no file with Born charges was found; 130 / 143 stopped by Ctrl-C /
+    SIGTERM (the file in progress is finished, each file is imported whole; run the command again for the rest).
     """
     from aiida_irspec.calculations.import_vasp import find_files
 
@@ -39,7 +63,8 @@ def import_vasp(paths, group_label, profile):
     if not files:
         echo_error_and_exit(f"no files under {', '.join(map(str, paths))}", EXIT_NOTHING_TO_IMPORT)
     load_profile_or_exit(profile)
-    from aiida_irspec.calculations.import_vasp import ERROR, SKIPPED, get_or_create_group, import_vasp_files
+    from aiida_irspec.calculations.import_vasp import (ERROR, SKIPPED, ImportStopped, get_or_create_group,
+                                                       import_vasp_files)
 
     group = get_or_create_group(group_label)
     stderr = click.get_text_stream("stderr")
@@ -52,15 +77,16 @@ def import_vasp(paths, group_label, profile):
             stderr.write(f"\r[{len(done):>{width}}/{len(files)}] {str(path)[-40:]:<40}")
             stderr.flush()
 
-    try:
-        results = import_vasp_files(files, group=group, progress=progress)
-    except KeyboardInterrupt as error:
-        if stderr.isatty():
-            stderr.write("\r" + " " * (width * 2 + 45) + "\r")
-        number = signal.SIGTERM if isinstance(error, Terminated) else signal.SIGINT
-        echo_error_and_exit(f"stopped by {number.name} after {max(len(done) - 1, 0)} of {len(files)} files; each "
-                            "file is imported whole or not at all: run the same command again for the rest",
-                            SIGNAL_EXIT_CODES[number])
+    with deferred_signals() as received:
+        try:
+            results = import_vasp_files(files, group=group, progress=progress, stop=lambda: received)
+        except ImportStopped as stopped:
+            if stderr.isatty():
+                stderr.write("\r" + " " * (width * 2 + 45) + "\r")
+            number = received[0]
+            echo_error_and_exit(f"stopped by {number.name} after {len(stopped.results)} of {len(files)} files; each "
+                                "file is imported whole or not at all: run the same command again for the rest",
+                                SIGNAL_EXIT_CODES[number])
     if stderr.isatty():
         stderr.write("\r" + " " * (width * 2 + 45) + "\r")
     rows = []
