@@ -195,6 +195,36 @@ def check_outputs(outputs, inputs=()):
         seen.append((option, path))
 
 
+def check_output_folder(folder, names=(), option="--output"):
+    """Check before any work that the files ``names`` can be written in ``folder``; returns ``folder``.
+
+    An existing folder: each ``folder/name`` passes :func:`check_output`. A folder that does not exist yet (the
+    command creates it): its nearest existing ancestor must be a folder one can write in. Raises OutputError
+    (exit code 14) for an empty path, a path that is a file or under a file, or a folder that cannot be written.
+    """
+    text = os.fspath(folder)
+    if not text:
+        raise OutputError(f"{option}: the folder path is empty")
+    path = os.path.abspath(text)
+    if os.path.isdir(path):
+        for name in names:
+            check_output(os.path.join(path, name), option=f"{option} {text}:")
+        return folder
+    ancestor = path
+    while not os.path.lexists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise OutputError(f"{option} {text}: {ancestor} is a file, not a folder")
+    probe = os.path.join(ancestor, f".irspec-probe.{secrets.token_hex(4)}")
+    try:
+        os.mkdir(probe)
+    except OSError as error:
+        raise OutputError(f"{option} {text}: cannot create a folder in {ancestor}: {_describe_os_error(error)}") \
+            from None
+    os.rmdir(probe)
+    return folder
+
+
 # ----------------------------------------------------------------------------------------------- inputs
 def _file_kind(mode):
     kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),

@@ -45,7 +45,7 @@ def import_tree(tmp_path, zro2_outcars, shared_data):
 def start_import(folder, group, profile):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}  # AIIDA_PATH: the test's config
     assert "AIIDA_PATH" in env
-    return subprocess.Popen([CLI, "import-vasp", str(folder), "-g", group, "-p", profile.name], env=env,
+    return subprocess.Popen([CLI, "-p", profile.name, "import-vasp", str(folder), "-g", group], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

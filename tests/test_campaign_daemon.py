@@ -36,7 +36,7 @@ def test_python_route_on_the_daemon_equals_the_yaml_route(sqlite_zeromq_profile,
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(spec))
 
-    out = CliRunner().invoke(cli, ["campaign", "run", str(path), "-p", sqlite_zeromq_profile.name])
+    out = CliRunner().invoke(cli, ["-p", sqlite_zeromq_profile.name, "campaign", "run", str(path)])
     assert out.exit_code == 0, out.output
     from_yaml = orm.QueryBuilder().append(orm.WorkflowNode, filters={"label": spec["name"]}).one()[0]
 
@@ -71,7 +71,7 @@ def test_campaign_submit_runs_on_the_daemon(postgres_rabbitmq_profile, tmp_path)
     spec = tmp_path / "tiny.yaml"
     spec.write_text(yaml.safe_dump(tiny_campaign_spec(engine.full_label, predict.full_label)))
 
-    out = CliRunner().invoke(cli, ["campaign", "submit", str(spec), "-p", profile.name])
+    out = CliRunner().invoke(cli, ["-p", profile.name, "campaign", "submit", str(spec)])
     assert out.exit_code == 0, out.output
     pk = int(re.search(r"CampaignWorkChain<(\d+)>", out.output).group(1))
     node = orm.load_node(pk)
@@ -84,5 +84,5 @@ def test_campaign_submit_runs_on_the_daemon(postgres_rabbitmq_profile, tmp_path)
     assert spectrum.n_runs == 2 and spectrum.frequency_cm1.size > 0
     history = node.outputs.learning.history.get_dict()
     assert history["rows"][-1]["attempted"] == 7
-    out = CliRunner().invoke(cli, ["campaign", "status", str(pk), "-p", profile.name])
+    out = CliRunner().invoke(cli, ["-p", profile.name, "campaign", "status", str(pk)])
     assert out.exit_code == 0 and "7 done, 0 failed, 0 running" in out.output, out.output

@@ -84,7 +84,7 @@ def test_a_working_default_profile_is_used_a_broken_one_skipped(tmp_path, state)
 
 
 def test_unknown_profile_is_a_clean_error(tmp_path):
-    out = subprocess.run([str(pathlib.Path(sys.executable).parent / "aiida-irspec"), "demo", "-p", "nope"],
+    out = subprocess.run([str(pathlib.Path(sys.executable).parent / "aiida-irspec"), "-p", "nope", "demo"],
                          env=_fresh_env(tmp_path / "aiida"), capture_output=True, text=True)
     assert out.returncode == 3 and "no AiiDA profile 'nope'" in out.stderr and "Traceback" not in out.stderr
 
@@ -118,7 +118,7 @@ def test_parity_and_graph_of_a_stored_model(aiida_profile, tmp_path, monkeypatch
     with pytest.raises(InputError, match="not created by fit_polarization_model"):
         model_parity(orm.Int(1).store())
 
-    from aiida_irspec.cli.demo import write_provenance_graph
+    from aiida_irspec.cli.campaign import write_provenance_graph
 
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     assert write_provenance_graph(model, tmp_path) == [tmp_path / f"provenance_{model.pk}.dot"]
@@ -140,7 +140,7 @@ def test_demo_end_to_end_twice(aiida_profile_clean, tiny_demo_spec, tmp_path):
     from aiida_irspec.cli import cli
 
     runner = CliRunner()
-    arguments = ["demo", "-p", aiida_profile_clean.name, "--spec", str(tiny_demo_spec)]
+    arguments = ["-p", aiida_profile_clean.name, "demo", "--spec", str(tiny_demo_spec)]
     out = runner.invoke(cli, [*arguments, "-o", str(tmp_path / "first")])
     assert out.exit_code == 0, out.output
     assert "code tblite@localhost" in out.output and "(created)" in out.output

@@ -53,7 +53,7 @@ def setup_computer(profile, label, *arguments):
     as the executables: the click Result."""
     from aiida_irspec.cli import cli
 
-    return CliRunner().invoke(cli, ["cluster", "setup", label, "-p", profile.name, "--irspec-executable", EXECUTABLE,
+    return CliRunner().invoke(cli, ["-p", profile.name, "cluster", "setup", label, "--irspec-executable", EXECUTABLE,
                                     "--vasp-executable", MOCK_VASP, "--mpiprocs-per-machine", "1", *arguments])
 
 
@@ -298,7 +298,7 @@ def test_archived_campaign_reruns_on_the_cluster_bit_identical(aiida_config_tmp,
             spec = tiny_campaign_spec(engine.full_label, predict.full_label)
             path = tmp_path / "tiny.yaml"
             path.write_text(yaml.safe_dump(spec))
-            result = CliRunner().invoke(cli, ["campaign", "run", str(path), "-p", origin.name])
+            result = CliRunner().invoke(cli, ["-p", origin.name, "campaign", "run", str(path)])
             assert result.exit_code == 0, result.output
             first = orm.QueryBuilder().append(orm.WorkflowNode, filters={"label": spec["name"]}).one()[0]
             expected = {name: {array: first.outputs.spectrum[name].get_array(array)

@@ -91,7 +91,7 @@ def test_cli_import_vasp(aiida_profile_clean, vasp_tree):
 
     runner = CliRunner()
     name = aiida_profile_clean.name
-    first = runner.invoke(cli, ["import-vasp", str(vasp_tree), "--group", "runs", "--profile", name])
+    first = runner.invoke(cli, ["--profile", name, "import-vasp", str(vasp_tree), "--group", "runs"])
     assert first.exit_code == 1, first.output
     lines = first.output.splitlines()
     assert lines[0].split() == ["file", "atoms", "species", "|sum", "rule|", "(|e|)", "status"]
@@ -104,16 +104,16 @@ def test_cli_import_vasp(aiida_profile_clean, vasp_tree):
     assert lines[-1] == "8 files: 1 error, 5 imported, 2 skipped; group 'runs' holds 5 nodes"
 
     good = [str(vasp_tree / d) for d in ("zro2-0", "zro2-1", "pszn")]
-    second = runner.invoke(cli, ["import-vasp", *good, "--group", "runs", "--profile", name])
+    second = runner.invoke(cli, ["--profile", name, "import-vasp", *good, "--group", "runs"])
     assert second.exit_code == 0, second.output
     assert second.output.splitlines()[-1] == "7 files: 5 already imported, 2 skipped; group 'runs' holds 5 nodes"
     assert orm.QueryBuilder().append(orm.SinglefileData).count() == 5
 
     (vasp_tree / "empty").mkdir()
-    none = runner.invoke(cli, ["import-vasp", str(vasp_tree / "empty"), "--group", "runs", "--profile", name])
+    none = runner.invoke(cli, ["--profile", name, "import-vasp", str(vasp_tree / "empty"), "--group", "runs"])
     assert none.exit_code == 2 and "no files under" in none.output
-    only_inputs = runner.invoke(cli, ["import-vasp", str(vasp_tree / "pszn" / "run" / "INCAR"),
-                                      str(vasp_tree / "pszn" / "run" / "POSCAR"), "-g", "runs", "-p", name])
+    only_inputs = runner.invoke(cli, ["-p", name, "import-vasp", str(vasp_tree / "pszn" / "run" / "INCAR"),
+                                      str(vasp_tree / "pszn" / "run" / "POSCAR"), "-g", "runs"])
     assert only_inputs.exit_code == 2 and only_inputs.output.count("skipped: not a VASP") == 2
     assert only_inputs.output.splitlines()[-1].startswith("Error: no VASP OUTCAR or vasprun.xml with Born charges")
 

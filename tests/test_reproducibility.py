@@ -51,7 +51,7 @@ def test_rerun_and_archive_reproduce_the_spectrum(aiida_config_tmp, aiida_profil
             assert recomputed.uuid != node.outputs.spectrum.spectrum.uuid
             assert_same_spectrum(recomputed, expected)
 
-            out = CliRunner().invoke(cli, ["campaign", "report", str(node.pk), "-p", fresh.name,
+            out = CliRunner().invoke(cli, ["-p", fresh.name, "campaign", "report", str(node.pk),
                                            "-o", str(tmp_path / "report")])
             assert out.exit_code == 0, out.output
             assert "budget of reference jobs spent" in out.output and "stretch" in out.output

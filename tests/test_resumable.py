@@ -104,7 +104,7 @@ def test_recover_sends_the_task_of_a_process_left_with_a_checkpoint_and_no_task(
         assert wait_until(lambda: queued.is_terminated, 180), client.daemon_log_file
         assert orphan.checkpoint is not None and orphan.process_state == ProcessState.CREATED  # never picked up
 
-        result = CliRunner().invoke(cli, ["campaign", "recover", "--workers", "1", "-p", profile.name])
+        result = CliRunner().invoke(cli, ["-p", profile.name, "campaign", "recover", "--workers", "1"])
         assert result.exit_code == 0, result.output
         assert f"sent the missing task of 1 process(es): [{orphan.pk}]" in result.output
         assert wait_until(lambda: orphan.is_terminated, 180), client.daemon_log_file
@@ -121,7 +121,7 @@ def test_recover_on_a_profile_without_a_broker_says_there_is_no_daemon(aiida_con
 
     try:
         with aiida_profile_factory(aiida_config_tmp, storage_backend="core.sqlite_dos") as profile:
-            result = CliRunner().invoke(cli, ["campaign", "recover", "-p", profile.name])
+            result = CliRunner().invoke(cli, ["-p", profile.name, "campaign", "recover"])
     finally:
         get_manager().reset_profile()
     assert result.exit_code == 5 and "has no broker, hence no daemon" in result.output, result.output

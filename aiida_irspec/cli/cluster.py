@@ -12,6 +12,7 @@ Exit codes: 0 success; 2 invalid input or a Computer / Code of that label with o
 
 import click
 
+from aiida_irspec.cli.groups import AiidaGroup
 from aiida_irspec.cli.utils import echo_error_and_exit, format_table, load_profile_or_exit, user_errors
 
 #: code label -> (default CalcJob plugin, what it is)
@@ -20,7 +21,7 @@ CODES = {"tblite": ("irspec.tblite.md", "tblite engine jobs (`aiida-irspec engin
          "vasp": ("vasp.vasp", "VASP")}
 
 
-@click.group("cluster")
+@click.group("cluster", cls=AiidaGroup)
 def cluster():
     """Set up an AiiDA Computer (SSH + SLURM, or localhost) with the codes of a campaign."""
 
@@ -50,13 +51,11 @@ def cluster():
 @click.option("--safe-interval", type=click.FloatRange(min=0),
               help="Shortest time between two SSH connections (s; default: AiiDA's).")
 @click.option("--check/--no-check", default=True, show_default=True, help="Check the computer after setting it up.")
-@click.option("-p", "--profile", help="AiiDA profile (default: the default profile).")
 @user_errors
 def setup(label, hostname, transport, scheduler, username, port, key_filename, workdir, irspec_executable,
-          vasp_executable, prepend_text, mpirun_command, mpiprocs_per_machine, poll_interval, safe_interval, check,
-          profile):
+          vasp_executable, prepend_text, mpirun_command, mpiprocs_per_machine, poll_interval, safe_interval, check):
     """Create (or find) the Computer LABEL and its codes tblite, irspec [and vasp]; check that it works."""
-    load_profile_or_exit(profile)
+    load_profile_or_exit()
     if transport == "core.local" and any(v is not None for v in (username, port, key_filename)):
         echo_error_and_exit("--username, --port and --key-filename are for --transport core.ssh")
     computer, state = _computer(label, hostname, transport, scheduler, workdir, prepend_text, mpirun_command,

@@ -5,10 +5,11 @@ and ``irspec@localhost``), reusing whatever exists, runs the water-dimer tblite 
 foreground with caching on for the plugin's calculations (so a second run reuses every job) and writes the
 results to a folder.
 
-Exit codes: 0 success; 2 invalid spec; 3 no usable profile; 4 the campaign did not finish successfully.
+Exit codes: 0 success; 2 invalid spec; 3 no usable profile; 4 the campaign did not finish successfully (the
+message says which step failed and why); 14 the output folder cannot be written (checked before the campaign);
+130 / 143 stopped by SIGINT (Ctrl-C) / SIGTERM: the campaign and its jobs are killed.
 """
 
-import contextlib
 import pathlib
 import shutil
 import sys
@@ -109,152 +110,53 @@ def setup_codes(computer, executable):
             for label in ("tblite", "irspec")}
 
 
-@contextlib.contextmanager
-def ignore_molecule_cell_warning():
-    """Silence featomic's warning that the (ignored) cell of a non-periodic structure is set to zero."""
-    import warnings
+def write_results(node, folder):
+    """Everything a newcomer looks at, in ``folder``: the campaign report of ``aiida-irspec campaign report``
+    (report.md, spectrum.png, spectrum.csv, learning.png, parity.png, the provenance graph). Returns (paths
+    written, report text)."""
+    from aiida_irspec.cli.campaign import write_report
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="periodic boundary conditions are disabled")
-        yield
-
-
-@contextlib.contextmanager
-def terse_reports():
-    """AiiDA's process reports on the terminal as ``HH:MM:SS [pk|Process|step]: message`` (and no featomic
-    warning about the cell of molecules)."""
-    import logging
-
-    handlers = [h for h in logging.getLogger("aiida").handlers if isinstance(h, logging.StreamHandler)]
-    formatters = [h.formatter for h in handlers]
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    try:
-        with ignore_molecule_cell_warning():
-            yield
-    finally:
-        for handler, formatter in zip(handlers, formatters):
-            handler.setFormatter(formatter)
-
-
-def run_campaign(spec_path):
-    """Run the campaign of ``spec_path`` in the foreground with caching on for the plugin's calculations (on
-    any profile); returns its node."""
-    from aiida.engine import run_get_node
-    from aiida.manage.caching import enable_caching
-
-    from aiida_irspec.calculations.versioned import CACHED_PROCESSES
-    from aiida_irspec.workflows.campaign import builder_from_file
-
-    builder = builder_from_file(spec_path)
-    with enable_caching(identifier=CACHED_PROCESSES), terse_reports():
-        _, node = run_get_node(builder)
-    return node
-
-
-def write_provenance_graph(node, folder):
-    """The provenance graph of ``node``: the whole graph (ancestors and descendants, as `verdi node graph
-    generate`) as graphviz source ``provenance_<pk>.dot``, and, when graphviz's ``dot`` is installed, an overview
-    (the node's inputs, outputs and the processes it called) as ``provenance_<pk>.png``. Returns the paths."""
-    from aiida.tools.visualization import Graph
-
-    full = Graph(node_id_type="pk")
-    full.recurse_ancestors(node, annotate_links="both")
-    full.recurse_descendants(node, annotate_links="both")
-    paths = [folder / f"provenance_{node.pk}.dot"]
-    full.graphviz.save(paths[0])
-    if shutil.which("dot"):
-        overview = Graph(node_id_type="pk")
-        overview.recurse_ancestors(node, depth=1, annotate_links="both")
-        overview.recurse_descendants(node, depth=1, annotate_links="both")
-        paths.append(pathlib.Path(overview.graphviz.render(outfile=folder / f"provenance_{node.pk}.png",
-                                                           format="png", cleanup=True)))
-    return paths
-
-
-def plot_spectrum_panels(node, path, zoom=(1300.0, 4000.0)):
-    """The campaign's spectrum with its +-2 stderr band (and the engine's reference spectrum when there is one):
-    the whole range, and the intramolecular region ``zoom`` (cm^-1) where the low-frequency modes do not
-    dominate the scale."""
-    from matplotlib.figure import Figure
-
-    from aiida_irspec.spectra.plotting import default_xlim
-
-    spectra = node.outputs.spectrum
-    spectrum = spectra.spectrum
-    reference = spectra.reference_spectrum if "reference_spectrum" in spectra else None
-    figure = Figure(figsize=(9.0, 3.4), layout="constrained")
-    axes = figure.subplots(1, 2)
-    for ax, xlim in zip(axes, (default_xlim([spectrum.to_averaged()]), zoom)):
-        if reference is not None:
-            reference.plot(ax=ax, label="engine dipoles (reference)", band=None, xlim=xlim, color="k")
-            ax.lines[-1].set(ls="--", lw=0.8)
-        spectrum.plot(ax=ax, label="learned model", xlim=xlim, color="tab:blue")
-    axes[0].legend(fontsize=8)
-    axes[1].set_title(f"{zoom[0]:.0f}-{zoom[1]:.0f} cm$^{{-1}}$", fontsize=9)
-    figure.suptitle(f"{node.label}: {spectrum.n_runs} runs, band = mean -+ 2 standard errors",
-                    fontsize=10)
-    figure.savefig(path, dpi=100)
-
-
-def write_results(node, folder, profile_name):
-    """Everything a newcomer looks at, in ``folder``: the campaign report (report.md; spectrum.png with the
-    band and the engine's reference, spectrum.csv, learning.png), spectrum_panels.png, the model's parity plot
-    and the provenance graph. Returns (paths written, report text)."""
-    import io
-
-    from aiida_irspec.cli.campaign import report
-    from aiida_irspec.data.parity import model_parity, plot_parity
-
-    folder.mkdir(parents=True, exist_ok=True)
-    text = io.StringIO()
-    with contextlib.redirect_stdout(text):
-        report.callback(pk=node.pk, output=str(folder), profile=profile_name)
-    report_path = folder / "report.md"
-    report_path.write_text(f"# Campaign {node.label} <{node.pk}>\n\n```text\n{text.getvalue().strip()}\n```\n")
-    paths = [report_path] + sorted(folder / name for name in ("spectrum.png", "spectrum.csv", "learning.png")
-                                   if (folder / name).exists())
-    if "spectrum" in node.outputs and "spectrum" in node.outputs.spectrum:
-        paths.append(folder / "spectrum_panels.png")
-        plot_spectrum_panels(node, paths[-1])
-    if "learning" in node.outputs and "model" in node.outputs.learning:
-        paths.append(folder / "parity.png")
-        with ignore_molecule_cell_warning():
-            plot_parity(model_parity(node.outputs.learning.model), path=paths[-1],
-                        title=f"{node.label}: Born charges, model against reference")
-    paths.extend(write_provenance_graph(node, folder))
-    return paths, text.getvalue()
+    return write_report(node, folder)
 
 
 @click.command("demo")
-@click.option("-p", "--profile", help="AiiDA profile (default: the default profile, else a new 'irspec-demo').")
 @click.option("--spec", default=DEMO_CAMPAIGN, show_default=True,
               help="Campaign file: a path, or the name of a packaged campaign (`aiida-irspec campaign list`).")
-@click.option("-o", "--output", type=click.Path(file_okay=False), default="irspec-demo", show_default=True,
-              help="Folder for the spectrum, plots, report and provenance graph.")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=pathlib.Path), default="irspec-demo",
+              show_default=True, help="Folder for the report: spectrum, plots, tables and provenance graph.")
 @user_errors
-def demo(profile, spec, output):
+def demo(spec, output):
     """Set up AiiDA if needed and run the water-dimer IR campaign on tblite (about 5 min on 2 cores; a second
-    run takes every job from the cache, about 80 s): profile, computer `localhost`, codes `tblite@localhost`
-    and `irspec@localhost`; results in OUTPUT."""
+    run takes every job from the cache, about 80 s): profile (the global `-p`, else the default profile, else a
+    new 'irspec-demo'), computer `localhost`, codes `tblite@localhost` and `irspec@localhost`; the report in
+    OUTPUT. Ctrl-C stops the campaign and its jobs (exit 130)."""
     import time
 
+    from aiida.manage.caching import enable_caching
+
+    from aiida_irspec.calculations.versioned import CACHED_PROCESSES
     from aiida_irspec.campaign.spec import find_campaign_file
+    from aiida_irspec.files import check_output_folder
+    from aiida_irspec.cli.campaign import REPORT_FILES, end_with_state, run_in_foreground
+    from aiida_irspec.cli.utils import global_option
+    from aiida_irspec.workflows.campaign import builder_from_file
 
     spec = find_campaign_file(spec)
-    loaded, _ = setup_profile(profile)
+    loaded, _ = setup_profile(global_option("profile_name"))
     computer, created = setup_computer()
     click.echo(f"profile {loaded.name!r}; computer {computer.label!r} ({'created' if created else 'reused'})")
     for label, (code, created) in setup_codes(computer, irspec_executable()).items():
         click.echo(f"code {code.full_label} -> {code.filepath_executable} ({'created' if created else 'reused'})")
-    click.echo(f"Running the campaign of {spec} in the foreground (progress reports follow) ...")
+    builder = builder_from_file(spec)
+    check_output_folder(output, REPORT_FILES, option="--output")  # before the campaign, not after it
+    click.echo(f"Running the campaign of {spec} in the foreground ...")
     start = time.monotonic()
-    node = run_campaign(spec)
+    with enable_caching(identifier=CACHED_PROCESSES):
+        node, signal_name = run_in_foreground(builder)
     click.echo(f"Campaign <{node.pk}> ended after {time.monotonic() - start:.0f} s.")
-    if not node.is_finished_ok:
-        echo_error_and_exit(f"campaign <{node.pk}> finished with exit status {node.exit_status}: {node.exit_message}"
-                            f"\nInspect it with `verdi -p {loaded.name} process report {node.pk}`.", 4)
-    paths, text = write_results(node, pathlib.Path(output), loaded.name)
+    inspect = f"Inspect it with `aiida-irspec -p {loaded.name} campaign status {node.pk}`."
+    end_with_state(node, signal_name, hint=inspect)
+    paths, text = write_results(node, output)
     click.echo(text.rstrip())
     click.echo("\nResults:")
     for path in paths:
@@ -264,6 +166,6 @@ def demo(profile, spec, output):
     click.echo(f"  ({missing}{graph.name} is the whole provenance graph, slow to lay out: "
                f"`dot -Tsvg {graph} -o {graph.with_suffix('.svg')}`)")
     click.echo(f"\nCampaign PK {node.pk} in profile {loaded.name!r}. Inspect it with:\n"
-               f"  aiida-irspec campaign status {node.pk} -p {loaded.name}\n"
-               f"  aiida-irspec campaign report {node.pk} -p {loaded.name}\n"
+               f"  aiida-irspec -p {loaded.name} campaign status {node.pk}\n"
+               f"  aiida-irspec -p {loaded.name} campaign report {node.pk} -o report\n"
                f"  verdi -p {loaded.name} process show {node.pk}\n  verdi -p {loaded.name} process report {node.pk}")

@@ -42,9 +42,8 @@ def deferred_signals():
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=pathlib.Path))
 @click.option("-g", "--group", "group_label", required=True, help="Group to put the BornChargesData in "
               "(created if missing).")
-@click.option("-p", "--profile", default=None, help="AiiDA profile (default: the default profile).")
 @user_errors
-def import_vasp(paths, group_label, profile):
+def import_vasp(paths, group_label):
     """Import the VASP Born charges found in PATHS (files, or folders searched recursively).
 
     Files are recognised by their content, whatever their name (OUTCAR, OUTCAR.12, vasprun.xml-born,
@@ -62,7 +61,7 @@ def import_vasp(paths, group_label, profile):
     files = find_files(paths)
     if not files:
         echo_error_and_exit(f"no files under {', '.join(map(str, paths))}", EXIT_NOTHING_TO_IMPORT)
-    load_profile_or_exit(profile)
+    load_profile_or_exit()  # the global `aiida-irspec -p PROFILE`, else the default one
     from aiida_irspec.calculations.import_vasp import (ERROR, SKIPPED, ImportStopped, get_or_create_group,
                                                        import_vasp_files)
 

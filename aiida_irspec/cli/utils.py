@@ -85,11 +85,24 @@ class Number(click.FloatRange):
         return super().convert(number, param, ctx)
 
 
+def global_option(name):
+    """The value of the global option ``name`` ("profile_name", "verbosity") of ``aiida-irspec``, or None."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return obj.get(name) if obj else None
+
+
 def load_profile_or_exit(profile=None):
-    """Load the named (or default) AiiDA profile; exit with a hint when there is none."""
+    """Load the named profile, else the one of the global ``-p/--profile``, else the default one (a profile
+    already loaded under that name is kept); exit 3 with a hint when there is none or it does not load."""
     from aiida import load_profile
     from aiida.common.exceptions import ConfigurationError, ProfileConfigurationError
+    from aiida.manage import get_manager
 
+    profile = profile or global_option("profile_name")
+    loaded = get_manager().get_profile()
+    if loaded is not None and profile in (None, loaded.name):
+        return loaded
     try:
         return load_profile(profile, allow_switch=True)
     except (ConfigurationError, ProfileConfigurationError) as error:

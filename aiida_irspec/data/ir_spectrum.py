@@ -101,17 +101,21 @@ class IRSpectrumData(orm.ArrayData):
         """Integrated intensity, peak and centroid of named bands (name -> (lo, hi) cm^-1), with standard errors."""
         return self.to_averaged().band_summary(bands)
 
-    def to_csv(self, path, bands=None):
-        """Write the spectrum as CSV (columns frequency_cm1, absorption, stderr, lower, upper; units and
-        settings in comment lines; ``bands`` adds their summary)."""
-        self.to_averaged().to_csv(path, bands=bands)
+    def to_csv(self, path, bands=None, frequency_range=None, header=()):
+        """Write the spectrum as CSV, atomically (columns frequency_cm1, absorption, stderr, lower, upper; units
+        and settings in comment lines; ``bands`` adds their summary; ``frequency_range`` (lo, hi) cm^-1 limits the
+        rows; ``header`` comment lines go first): :meth:`AveragedSpectrum.to_csv`, with this node's UUID."""
+        self.to_averaged().to_csv(path, bands=bands, frequency_range=frequency_range,
+                                  header=[*header] or [f"spectrum: IRSpectrumData<{self.pk}> uuid {self.uuid}"])
 
     def plot(self, ax=None, path=None, **kwargs):
-        """Plot the mean with its +-2 stderr band (matplotlib); save to ``path`` when given. Returns the axes."""
+        """Plot the mean with its +-2 stderr band (matplotlib); save to ``path`` (atomically) when given. Returns
+        the axes."""
+        from aiida_irspec.files import savefig
         from aiida_irspec.spectra.plotting import plot_spectrum
 
         ax = plot_spectrum(self.to_averaged(), ax=ax, **kwargs)
         if path is not None:
-            ax.figure.savefig(path, bbox_inches="tight")
+            savefig(ax.figure, path, bbox_inches="tight")
         return ax
 

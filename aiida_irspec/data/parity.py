@@ -58,11 +58,13 @@ def plot_parity(parity, path=None, title=None):
         ax.plot(limits, limits, color="k", lw=0.6)
         rmse = float(np.sqrt(np.mean((predicted - reference) ** 2)))
         ax.set(xlim=limits, ylim=limits, xlabel="reference Z (|e|)", ylabel="model Z (|e|)",
-               title=f"{name}: {len(reference)} structures, RMSE {rmse:.4f} |e|")
+               title=f"{name}: {len(reference)} structures, RMSE {rmse:.2g} |e|")
         ax.title.set_fontsize(9)
         ax.legend(markerscale=3, fontsize=8)
     if title:
         figure.suptitle(title, fontsize=10)
     if path is not None:
-        figure.savefig(path, dpi=110)
+        from aiida_irspec.files import savefig
+
+        savefig(figure, path, dpi=110)  # atomically
     return figure
