@@ -13,11 +13,6 @@ import pytest
 
 pytest_plugins = ["aiida.tools.pytest_fixtures"]
 
-# one thread per library unless the caller chose otherwise: tblite's OpenMP reductions are bit-reproducible
-# only on a fixed thread count (tests compare reruns with array_equal), as in .ci/run
-for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("IRSPEC_SHARED", REPO.parent / "shared"))
 
