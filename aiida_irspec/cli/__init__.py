@@ -85,11 +85,15 @@ def _aiida_context(ctx, profile, verbosity):
     ``verbosity`` as verdi's ``-v`` sets it, and the profile named by ``-p`` loaded (exit 3 when it does not load)."""
     from aiida.cmdline.groups.verdi import LazyVerdiObjAttributeDict
     from aiida.cmdline.params.options.main import set_log_level
+    from aiida.common.log import configure_logging
+    from aiida.manage import get_manager
 
     from aiida_irspec.cli.utils import load_profile_or_exit
 
     ctx.obj = LazyVerdiObjAttributeDict(ctx, {"profile_name": profile, "verbosity": verbosity})
     set_log_level(ctx, None, verbosity)
+    if get_manager().get_profile() is not None:  # loaded before the command (a script, a test): the logging just
+        configure_logging(with_orm=True)  # configured would not store the processes' reports; profile loading does
     if profile is not None and ctx.invoked_subcommand != "demo":  # the demo makes its profile when it is missing
         ctx.obj.profile = load_profile_or_exit(profile)
 

@@ -14,6 +14,7 @@ SIGTERM: the campaign and every job under it are killed (``status`` then says "i
 """
 
 import contextlib
+import logging
 import pathlib
 import shutil
 
@@ -102,14 +103,20 @@ def submit(spec):
                             f"it in the foreground with `aiida-irspec -p {profile.name} campaign run {spec}`, or give "
                             f"the profile a broker (`verdi profile configure-rabbitmq {profile.name}`, then "
                             f"`verdi -p {profile.name} daemon start`)", EXIT_NO_BROKER)
+    quiet = logging.getLogger("aiormq")  # it logs the refused connection itself; the Error line below says it
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
-        node = submit_process(builder)
+        get_manager().get_communicator()  # connect first: a failed submit would leave a campaign node that never runs
     except Exception as error:  # the broker refused the connection (kiwipy, aio-pika, zmq raise their own kinds)
         message = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         echo_error_and_exit(f"cannot reach the broker of profile {profile.name!r} ({message}): start it "
                             f"(RabbitMQ: `systemctl start rabbitmq-server`; `verdi -p {profile.name} status` "
                             f"checks it), or run the campaign in the foreground with `aiida-irspec -p {profile.name} "
                             f"campaign run {spec}`", EXIT_NO_BROKER)
+    finally:
+        quiet.setLevel(level)
+    node = submit_process(builder)
     click.echo(f"Submitted campaign {node.label!r}: {node.process_label}<{node.pk}>")
     click.echo(f"Follow it with `aiida-irspec -p {profile.name} campaign status {node.pk}` or "
                f"`verdi -p {profile.name} process report {node.pk}`.")
@@ -314,6 +321,13 @@ def _last_line(text):
     return lines[-1] if lines else ""
 
 
+def _without_traceback(message):
+    """A report line that holds a traceback (a process that excepted), as its first part and the exception's line."""
+    if "Traceback (most recent call last)" not in message:
+        return message
+    return f"{message.split('Traceback', 1)[0].strip()} excepted: {_last_line(message)}"
+
+
 def failure(node, status):
     """What made a campaign fail: {"step": the stage (and process) that failed, "reason": its exit code and message
     or exception, "jobs": failed jobs under it, "reports": its last report lines}; None for a campaign that is
@@ -346,11 +360,12 @@ def failure(node, status):
     if failed_stage is not None and failed_stage["state"] == "excepted":
         jobs.insert(0, f"{failed_stage['process_label']}<{failed_stage['pk']}>: excepted: "
                        f"{_last_line(orm.load_node(failed_stage['pk']).exception)}")
-    watched = [node.pk] + ([failed_stage["pk"]] if failed_stage else [])
+    watched = [node.pk] + ([failed_stage["pk"]] if failed_stage else []) + [job["pk"] for job in failed_jobs[:5]]
     query = orm.QueryBuilder().append(orm.Log, filters={"dbnode_id": {"in": watched}, "levelname": {
-        "in": ["REPORT", "WARNING", "ERROR", "CRITICAL"]}}, project=["time", "message"], tag="log")
+        "in": ["REPORT", "WARNING", "ERROR", "CRITICAL"]}, "message": {"!like": "%remote folders will not be cleaned"}},
+        project=["time", "message"], tag="log")
     logs = query.order_by({"log": [{"time": {"order": "desc"}}, {"id": {"order": "desc"}}]}).limit(3).all()
-    reports = [f"{time:%H:%M:%S} {message}" for time, message in reversed(logs)]
+    reports = [f"{time:%H:%M:%S} {_without_traceback(message)}" for time, message in reversed(logs)]
     return {"step": step, "reason": reason, "jobs": jobs, "reports": reports}
 
 

@@ -69,6 +69,7 @@ class Progress(logging.Handler):
         self.shown = 0  # width of the status line on the terminal
         self.stage_started = {}  # stage -> monotonic time it was first seen
         self.activity = None  # (text, monotonic start) of a step that holds the loop, from the reports
+        self.took = {}  # selection strategy -> seconds the last selection of it took
         self.started = time.monotonic()
         self.stopped = threading.Event()
         self.thread = None
@@ -81,6 +82,11 @@ class Progress(logging.Handler):
         if self.quiet:
             return
         text = message.split("]: ", 1)[-1]
+        if "Traceback (most recent call last)" in text:  # a process excepted: its last line; the rest is stored
+            pk = message[1:].split("|", 1)[0]
+            last = [line.strip() for line in text.strip().splitlines() if line.strip()][-1]
+            message = f"{message.split(']: ', 1)[0]}]: excepted: {last} (traceback: `verdi process report {pk}`)"
+            text = "excepted"
         if not (self.show_jobs or (process in STAGE_PROCESSES and not text.startswith("launched "))
                 or record.levelno >= logging.WARNING or any(word in text for word in ALERT_WORDS)):
             return
@@ -91,12 +97,21 @@ class Progress(logging.Handler):
             self._draw()
 
     def _note_activity(self, process, message):
-        """A selection step or a fit holds the event loop for a while: remember it for the status line."""
+        """A selection or a fit holds the event loop for a while: remember it (and how long the last one of its kind
+        took) for the status line."""
         text = message.split("]: ", 1)[-1]
-        if process == "SelectWorkChain" and text.startswith("select "):
+        if (process == "SelectWorkChain" and text.startswith("select ")) or (
+                process == "ActiveLearningWorkChain" and "fitting the model" in text):
             self.activity = (text, time.monotonic())
         elif process in ("SelectWorkChain", "ActiveLearningWorkChain", "CampaignWorkChain", "IRSpectrumWorkChain"):
+            if self.activity is not None:
+                self.took[self._kind(self.activity[0])] = time.monotonic() - self.activity[1]
             self.activity = None
+
+    @staticmethod
+    def _kind(text):
+        """'select 4 by uncertainty from 601 frames' -> 'uncertainty'; 'iteration 2: fitting ...' -> 'fit'."""
+        return "fit" if "fitting the model" in text else text.split(" by ", 1)[-1].split()[0]
 
     # ------------------------------------------------------------------ status line
     def update(self, counts):
@@ -126,8 +141,11 @@ class Progress(logging.Handler):
             kind, done, failed, running, planned = jobs
             parts.append(f"{kind} {done + failed}/{planned} done ({failed} failed, {running} running)")
         if self.activity is not None:
-            parts.append(f"{self.activity[0]} ({_duration(now - self.activity[1])})" if with_clock
-                         else self.activity[0])
+            text, since = self.activity
+            if with_clock:
+                last = self.took.get(self._kind(text))
+                text += f" ({_duration(now - since)}" + (f", the last one took {_duration(last)})" if last else ")")
+            parts.append(text)
         if with_clock:
             in_stage = now - self.stage_started.get(stage, now)
             parts.append(f"{_duration(in_stage)} in the stage, {_duration(now - self.started)} in all")
@@ -160,9 +178,12 @@ class Progress(logging.Handler):
 
     # ------------------------------------------------------------------ set up and tear down
     def __enter__(self):
+        from aiida.cmdline.utils.log import CliHandler
+
         aiida_logger = logging.getLogger("aiida")
-        self.handlers = list(aiida_logger.handlers)  # aiida's console (or verdi's CLI) handler
-        for handler in self.handlers:  # the processes' reports come through this handler instead
+        self.handlers = [handler for handler in aiida_logger.handlers  # the terminal's, not the database's or a file's
+                         if isinstance(handler, CliHandler) or type(handler) is logging.StreamHandler]
+        for handler in self.handlers:  # the processes' reports reach the terminal through this handler instead
             aiida_logger.removeHandler(handler)
         aiida_logger.addHandler(self)
         if self.tty and not self.quiet:
@@ -230,8 +251,8 @@ class ForegroundRun:
                     self.top.execute()
                 except KeyboardInterrupt:
                     raise
-                except Exception:  # plumpy's KilledError when it was killed; its node says why
-                    if self.signal_name is None:
+                except Exception:  # plumpy re-raises the exception of an excepted process, KilledError of a killed
+                    if not self.top.node.is_terminated and self.signal_name is None:  # one: its node says it all
                         raise
                 if self.signal_name is not None:
                     self._finish_kill()

@@ -227,6 +227,7 @@ class ActiveLearningWorkChain(ProtocolMixin, FanOut, SubmitOnce, WorkChain):
         holdout_structures, holdout_born_charges = self._namespace(self.ctx.holdout)
         if self._use_holdout() and holdout_born_charges:
             inputs.update(holdout_structures=holdout_structures, holdout_born_charges=holdout_born_charges)
+        self.report(f"iteration {self.ctx.iteration}: fitting the model on {len(born_charges)} structures")
         key = f"iteration_{self.ctx.iteration}"
         self.ctx.model = fit_polarization_model(
             **inputs, metadata={"call_link_label": f"fit_{key}",
