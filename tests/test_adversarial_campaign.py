@@ -114,7 +114,7 @@ def test_signal_stops_the_campaign_and_every_engine(aiida_profile, campaign_file
     assert code == {"SIGINT": 130, "SIGTERM": 143}[name], (out, err)
     assert "Traceback" not in out + err and "Task exception" not in err, err
     assert [line for line in err.splitlines() if line.startswith("Error:")] == [
-        next(line for line in err.splitlines() if line.startswith(f"Error: campaign <"))]
+        next(line for line in err.splitlines() if line.startswith("Error: campaign <"))]
     time.sleep(1)
     assert engines_under(workdir) == [] and not any(p.is_running() for p in running)
     node = assert_interrupted(label, name)

@@ -104,7 +104,8 @@ def test_report_writes_everything(finished, tmp_path):
     folder = tmp_path / "new" / "report"  # made by the command
     out = invoke("campaign", "report", node.label, "-o", folder)
     assert out.exit_code == 0, out.output
-    for name in ("report.md", "spectrum.csv", "spectrum.png", "learning.png", "parity.png", f"provenance_{node.pk}.dot"):
+    for name in ("report.md", "spectrum.csv", "spectrum.png", "learning.png", "parity.png",
+                 f"provenance_{node.pk}.dot"):
         assert (folder / name).stat().st_size > 200, name
     report = (folder / "report.md").read_text()
     assert f"# Campaign {node.label} <{node.pk}>" in report and node.uuid in report

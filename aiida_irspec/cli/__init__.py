@@ -98,7 +98,8 @@ def _aiida_context(ctx, profile, verbosity):
         ctx.obj.profile = load_profile_or_exit(profile)
 
 
-@click.group("aiida-irspec", cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("aiida-irspec", cls=LazyGroup, lazy_commands=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-p", "--profile", metavar="PROFILE",
               help="AiiDA profile of the commands that use one (campaign, cluster, import-vasp, demo); default: the "
                    "default profile. Give it before the sub-command.")

@@ -14,6 +14,7 @@ SIGTERM: the campaign and every job under it are killed (``status`` then says "i
 """
 
 import contextlib
+import dataclasses
 import logging
 import pathlib
 import shutil
@@ -219,13 +220,17 @@ def latest_model(node):
 
 
 def campaign_plan(node):
-    """What the campaign's inputs plan: {"budget": reference jobs at most, "runs": NVE runs, "target_error": |e|}."""
-    from aiida_irspec.campaign.settings import RunSettings, SelectionSettings
-
+    """What the campaign's inputs plan: {"budget": reference jobs at most, "runs": NVE runs, "target_error": |e|}.
+    The stored settings are complete (the builder fills them in); the settings classes give a missing value only
+    (importing them loads the model code, about 1 s)."""
     inputs = node.inputs
-    selection = SelectionSettings.from_dict(inputs.learning.selection.get_dict())
-    return {"budget": selection.budget, "target_error": selection.target_error,
-            "runs": RunSettings.from_dict(inputs.spectrum.runs.get_dict()).number}
+    selection, runs = inputs.learning.selection.get_dict(), inputs.spectrum.runs.get_dict()
+    if not {"budget", "target_error"} <= set(selection) or "number" not in runs:
+        from aiida_irspec.campaign.settings import RunSettings, SelectionSettings
+
+        selection = dataclasses.asdict(SelectionSettings.from_dict(selection))
+        runs = dataclasses.asdict(RunSettings.from_dict(runs))
+    return {"budget": selection["budget"], "target_error": selection["target_error"], "runs": runs["number"]}
 
 
 def _count(processes):
@@ -245,7 +250,8 @@ def campaign_status(node, plan=None):
     ``stages`` and ``jobs`` (:func:`call_tree`)."""
     stages, jobs = call_tree(node)
     plan = plan or campaign_plan(node)
-    references = [j for j in jobs if j["stage"] == "learning" and j["process_type"] == "aiida.workflows:irspec.born_charges"]
+    references = [j for j in jobs if j["stage"] == "learning"
+                  and j["process_type"] == "aiida.workflows:irspec.born_charges"]
     nve = [j for j in jobs if j["stage"] == "spectrum" and (j["link"] or "").startswith("nve_run_")]
     predictions = [j for j in jobs if j["stage"] == "spectrum" and (j["link"] or "").startswith("pdot_run_")]
     runs = {}
@@ -301,7 +307,7 @@ def _states(counts):
 
 def status_rows(status):
     """(label, value) rows of the status table."""
-    refs, runs = status["reference_jobs"], status["runs"]
+    refs = status["reference_jobs"]
     error = "-" if status["model_error"] is None else f"{status['model_error']:.4f} |e|"
     state = status["state"] + (f" (exit {status['exit_status']})" if status["exit_status"] else "")
     if status["state"] in ("killed", "excepted") and status["process_status"]:
@@ -414,8 +420,10 @@ def recover(workers):
     send the task of every process that the crash left with a checkpoint but no task (AiiDA's submit stores
     the checkpoint before it sends the task), so that every campaign goes on.
 
-    `verdi process repair` finds the same processes (active, with no task) and sends their tasks too, but only to a
-    daemon that runs; a crash often leaves the daemon itself stopped or with dead workers, hence the restart here.
+    Unlike `verdi process repair` (which also sends missing tasks), it first stops the daemon, so that every task
+    of a process that was running is back in the broker's queue and the processes left without one are exactly
+    those the crash orphaned, and it leaves processes without a checkpoint alone (stubs of interrupted launches,
+    calcfunctions of the killed worker): a task for one of those could only fail (docs/reliability.md).
     """
     from aiida.engine.daemon.client import get_daemon_client
     from aiida.manage import get_manager
@@ -552,13 +560,15 @@ class Report:
         spectrum.to_csv(path, bands=self.bands or None, frequency_range=xlim if self.csv_range == "plot" else None,
                         header=[f"campaign: {self.node.label} <{self.node.pk}> uuid {self.node.uuid}",
                                 f"spectrum: IRSpectrumData<{spectrum.pk}> uuid {spectrum.uuid}",
-                                f"written by: aiida-irspec campaign report ({'the plotted range' if self.csv_range == 'plot' else 'every row'})"])
+                                "written by: aiida-irspec campaign report ("
+                                + ("the plotted range)" if self.csv_range == "plot" else "every row)")])
         self.paths.append(path)
         unit = spectrum.base.attributes.get("integrated_unit")
         if self.bands:
             rows = [(row["name"], f"{row['lo_cm1']:.0f}-{row['hi_cm1']:.0f}",
                      f"{row['integral']:.4g} +- {2 * row['integral_stderr']:.2g}",
-                     f"{row['peak_cm1']:.0f} +- {2 * row['peak_stderr']:.0f}") for row in averaged.band_summary(self.bands)]
+                     f"{row['peak_cm1']:.0f} +- {2 * row['peak_stderr']:.0f}")
+                    for row in averaged.band_summary(self.bands)]
             self.sections.append((f"Bands ({spectrum.n_runs} runs; +- 2 standard errors; intensity in {unit})", rows,
                                   ("band", "range (cm^-1)", "intensity", "peak (cm^-1)"), None))
         if self.bands and reference is not None:
@@ -566,7 +576,8 @@ class Report:
 
             rows = [(row["name"], f"{100 * row['inside_band']:.0f}%",
                      f"{row['integral_model']:.4g} / {row['integral_reference']:.4g}",
-                     "yes" if row["integral_agrees"] else "no") for row in compare_bands(averaged, reference, self.bands)]
+                     "yes" if row["integral_agrees"] else "no")
+                    for row in compare_bands(averaged, reference, self.bands)]
             self.sections.append(("Model against the engine's own dipoles along the same runs", rows,
                                   ("band", "reference inside +-2 stderr", "intensity model / reference",
                                    "intensities agree (2 sigma)"), None))
@@ -706,7 +717,8 @@ def plot_history(history, path, title=None):
             ax.plot(attempted, [float("nan") if v is None else v for v in values], "o-", label=label)
     ax.axhline(history["target_error"], color="k", ls="--", lw=1, label="target")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("reference calculations")
+    held_out = len(history.get("holdout", []))
+    ax.set_xlabel("reference calculations" + (f" ({held_out} of them held out)" if held_out else ""))
     ax.set_ylabel("error of Z (|e|)")
     ax.set_ylim(bottom=0)
     if title:

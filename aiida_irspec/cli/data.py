@@ -160,8 +160,8 @@ def show_spectrum(spectrum):
             ("made by", f"{spectrum.creator.process_label}<{spectrum.creator.pk}>" if spectrum.creator else "-"),
             ("campaign", f"{campaign.label} <{campaign.pk}>" if campaign is not None else "-"),
             ("reference", f"IRSpectrumData<{reference.pk}> (the engine's own dipoles)" if reference else "-")]
-    rows += [(key, json.dumps(value) if not isinstance(value, str) else value)
-             for key, value in settings.items() if key not in ("runs", "run_labels")]
+    rows += [(key, json.dumps(value) if not isinstance(value, str) else value) for key, value in settings.items()
+             if key not in ("runs", "run_labels", "unit", "integrated_unit", "n_runs")]  # those are shown above
     click.echo(format_table(rows))
     if bands:
         summary = [(row["name"], f"{row['lo_cm1']:g}-{row['hi_cm1']:g}",

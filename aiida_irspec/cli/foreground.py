@@ -65,7 +65,7 @@ class Progress(logging.Handler):
         self.tty = self.err.isatty()
         self.lock = threading.RLock()
         self.counts = None  # the last counts of campaign_counts
-        self.printed = None  # the last status line printed (not on a terminal)
+        self.printed = None  # what the last status line printed said (not on a terminal)
         self.shown = 0  # width of the status line on the terminal
         self.stage_started = {}  # stage -> monotonic time it was first seen
         self.activity = None  # (text, monotonic start) of a step that holds the loop, from the reports
@@ -119,16 +119,17 @@ class Progress(logging.Handler):
         with self.lock:
             self.counts = counts
             self.stage_started.setdefault(counts["stage"], time.monotonic())
-            if not self.tty:
-                line = self.line(with_clock=False)
-                if line != self.printed and not self.quiet:
-                    self.printed = line
+            if not self.tty:  # a log: a line when a job ends, a stage or a step starts (not when one is launched)
+                jobs = counts["jobs"].get(counts["stage"])
+                key = (counts["stage"], jobs[1:3] if jobs else None, self.activity and self.activity[0])
+                if key != self.printed and not self.quiet:
+                    self.printed = key
                     self.err.write(f"progress: {self.line()}\n")
                     self.err.flush()
             else:
                 self._draw()
 
-    def line(self, with_clock=True):
+    def line(self):
         """The status line: stage, jobs done/failed/running of the planned ones, time in the stage, estimate."""
         counts = self.counts
         if counts is None:
@@ -142,17 +143,15 @@ class Progress(logging.Handler):
             parts.append(f"{kind} {done + failed}/{planned} done ({failed} failed, {running} running)")
         if self.activity is not None:
             text, since = self.activity
-            if with_clock:
-                last = self.took.get(self._kind(text))
-                text += f" ({_duration(now - since)}" + (f", the last one took {_duration(last)})" if last else ")")
+            last = self.took.get(self._kind(text))
+            text += f" ({_duration(now - since)}" + (f", the last one took {_duration(last)})" if last else ")")
             parts.append(text)
-        if with_clock:
-            in_stage = now - self.stage_started.get(stage, now)
-            parts.append(f"{_duration(in_stage)} in the stage, {_duration(now - self.started)} in all")
-            if jobs is not None and jobs[1] + jobs[2] > 0 and jobs[4] > jobs[1] + jobs[2]:
-                ended = jobs[1] + jobs[2]
-                left = in_stage / ended * (jobs[4] - ended)
-                parts.append(("at most " if stage == "learning" else "about ") + f"{_duration(left)} left")
+        in_stage = now - self.stage_started.get(stage, now)
+        parts.append(f"{_duration(in_stage)} in the stage, {_duration(now - self.started)} in all")
+        if jobs is not None and jobs[1] + jobs[2] > 0 and jobs[4] > jobs[1] + jobs[2]:
+            ended = jobs[1] + jobs[2]  # the stage's time per job so far, for the jobs left (learning: its budget)
+            left = in_stage / ended * (jobs[4] - ended)
+            parts.append(("at most " if stage == "learning" else "about ") + f"{_duration(left)} left")
         return " | ".join(parts)
 
     def _clear(self):

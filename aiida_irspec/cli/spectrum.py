@@ -161,5 +161,5 @@ def spectrum(runs, dt, stride, temperature, volume, molecules, window, width_cm1
         from aiida_irspec.spectra.plotting import plot_spectra
 
         plot_spectra([averaged], labels=[label or f"{averaged.n_runs} runs, {temperature:g} K"],
-                     experiment_csv=experiment, path=plot, xlim=xlim)
+                     experiment_csv=experiment, path=plot, xlim=xlim, bands=band_map)
         click.echo(f"wrote {plot}")

@@ -28,7 +28,8 @@ class IRSpectrumData(orm.ArrayData):
         super().__init__(**kwargs)
         frequency = np.asarray(averaged.frequency_cm1, dtype=float)
         arrays = {"frequency_cm1": frequency, "mean": averaged.mean, "stderr": averaged.stderr}
-        arrays.update({name: getattr(averaged, name) for name in OPTIONAL_ARRAYS if getattr(averaged, name) is not None})
+        arrays.update({name: getattr(averaged, name) for name in OPTIONAL_ARRAYS
+                       if getattr(averaged, name) is not None})
         for name, value in arrays.items():
             value = np.asarray(value, dtype=float)
             expected = (averaged.n_runs, len(frequency)) if name == "runs" else frequency.shape

@@ -29,6 +29,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from aiida_irspec import units
 from aiida_irspec.exceptions import InputError
@@ -67,16 +68,17 @@ class Spectrum:
     settings: dict = field(default_factory=dict)
 
     @property
-    def integrated_unit(self):
+    def integrated_unit(self) -> str:
         """Unit of the integral of ``absorption`` over ``frequency_cm1``: cm^-2, or km/mol."""
         return INTEGRATED_UNITS[self.unit]
 
-    def integral(self, lo_cm1=None, hi_cm1=None):
+    def integral(self, lo_cm1: float | None = None, hi_cm1: float | None = None) -> float:
         """Trapezoid integral of the absorption over [lo, hi] cm^-1 (whole axis by default), in ``integrated_unit``."""
         return band_integral(self.frequency_cm1, self.absorption, lo_cm1, hi_cm1)
 
 
-def band_integral(frequency_cm1, values, lo_cm1=None, hi_cm1=None):
+def band_integral(frequency_cm1: np.ndarray, values: ArrayLike, lo_cm1: float | None = None,
+                  hi_cm1: float | None = None) -> np.ndarray | float:
     """Trapezoid integral of ``values[..., M]`` over the grid points with lo <= frequency <= hi."""
     lo = -np.inf if lo_cm1 is None else lo_cm1
     hi = np.inf if hi_cm1 is None else hi_cm1
@@ -94,7 +96,7 @@ def _width_constant(window):
     raise InputError(f"window {window!r} has no width")
 
 
-def window_width_fs(window, width_cm1):
+def window_width_fs(window: str, width_cm1: float) -> float:
     """Window parameter in fs for a line width (FWHM of the line shape it gives a sharp line) in cm^-1.
 
     gaussian: W(t) = exp(-t^2 / (2 tau^2)) broadens a line to a Gaussian of standard deviation 1/tau in
@@ -108,14 +110,14 @@ def window_width_fs(window, width_cm1):
     return _width_constant(window) / width_cm1
 
 
-def window_fwhm_cm1(window, width_fs):
+def window_fwhm_cm1(window: str, width_fs: float) -> float:
     """Line width (FWHM, cm^-1) that a window parameter in fs gives; inverse of :func:`window_width_fs`."""
     if not width_fs > 0:
         raise InputError(f"the window width must be positive, got {width_fs} fs")
     return _width_constant(window) / width_fs
 
 
-def window_function(window, times_fs, width_fs):
+def window_function(window: str, times_fs: ArrayLike, width_fs: float | None) -> np.ndarray:
     """Window values at lag times (fs) ``times_fs >= 0``; 1 at t = 0. ``width_fs`` as in :func:`window_width_fs`."""
     t = np.asarray(times_fs, dtype=float)
     if window == "none":
@@ -127,7 +129,7 @@ def window_function(window, times_fs, width_fs):
     raise InputError(f"unknown window {window!r}; choose one of {', '.join(WINDOWS)}")
 
 
-def resolve_window_width_fs(window, width_cm1=None, width_fs=None):
+def resolve_window_width_fs(window: str, width_cm1: float | None = None, width_fs: float | None = None) -> float | None:
     """The window parameter in fs from a width in cm^-1 or in fs (default DEFAULT_WIDTH_CM1); None for "none"."""
     if window not in WINDOWS:
         raise InputError(f"unknown window {window!r}; choose one of {', '.join(WINDOWS)}")
@@ -140,7 +142,7 @@ def resolve_window_width_fs(window, width_cm1=None, width_fs=None):
     return _check_positive(width_fs, "the window width (fs)")
 
 
-def default_max_correlation_fs(n_samples, interval_fs, window, width_fs):
+def default_max_correlation_fs(n_samples: int, interval_fs: float, window: str, width_fs: float | None) -> float:
     """Maximum correlation time (fs) used when none is given.
 
     gaussian: 5 window widths (where the window is 3.7e-6); hann: the window's half-length;
@@ -155,7 +157,7 @@ def default_max_correlation_fs(n_samples, interval_fs, window, width_fs):
     return 0.5 * run
 
 
-def autocorrelation(series, max_lag):
+def autocorrelation(series: np.ndarray, max_lag: int) -> np.ndarray:
     """Unbiased autocorrelation summed over components.
 
     series: (N, 3) (any units u); returns (max_lag + 1,) in u^2 with
@@ -172,7 +174,7 @@ def autocorrelation(series, max_lag):
     return corr / (n - np.arange(max_lag + 1))
 
 
-def cosine_transform(correlation, interval_fs, n_fft):
+def cosine_transform(correlation: np.ndarray, interval_fs: float, n_fft: int) -> np.ndarray:
     """S(omega_k) = interval * [c_0 + 2 sum_{n>=1} c_n cos(omega_k n interval)] on the rfft grid of ``n_fft``.
 
     correlation: (L + 1,) with n_fft >= 2 L + 1; returns (n_fft // 2 + 1,) in units of c times fs.
@@ -199,11 +201,13 @@ def _check_positive(value, name):
     return float(value)
 
 
-def green_kubo_spectrum(pdot, dt, temperature, volume=None, molecules=None, window=_DEFAULTS.window,
-                        width_cm1=_DEFAULTS.width_cm1, width_fs=_DEFAULTS.width_fs,
-                        max_correlation_fs=_DEFAULTS.max_correlation_fs,
-                        quantum_correction=_DEFAULTS.quantum_correction, stride=1, zero_padding=2,
-                        max_frequency_cm1=_DEFAULTS.max_frequency_cm1, source="pdot"):
+def green_kubo_spectrum(pdot: ArrayLike, dt: float, temperature: float, volume: float | None = None,
+                        molecules: float | None = None, window: str = _DEFAULTS.window,
+                        width_cm1: float | None = _DEFAULTS.width_cm1, width_fs: float | None = _DEFAULTS.width_fs,
+                        max_correlation_fs: float | None = _DEFAULTS.max_correlation_fs,
+                        quantum_correction: str = _DEFAULTS.quantum_correction, stride: int = 1,
+                        zero_padding: int = 2, max_frequency_cm1: float | None = _DEFAULTS.max_frequency_cm1,
+                        source: str = "pdot") -> Spectrum:
     """IR absorption of one run from its polarization current (:data:`METHOD`, docs/theory.md).
 
     pdot: (steps, 3) dP/dt in |e| Angstrom / fs, one sample every ``dt * stride`` fs.
@@ -300,7 +304,7 @@ def green_kubo_spectrum(pdot, dt, temperature, volume=None, molecules=None, wind
     return Spectrum(frequency, absorption, unit, settings)
 
 
-def pdot_from_polarization(polarization, interval_fs):
+def pdot_from_polarization(polarization: ArrayLike, interval_fs: float) -> np.ndarray:
     """dP/dt from a P series by the forward difference (P[k+1] - P[k]) / interval.
 
     polarization: (steps, 3) in |e| Angstrom; returns (steps - 1, 3) in |e| Angstrom / fs, the exact mean
@@ -313,7 +317,8 @@ def pdot_from_polarization(polarization, interval_fs):
     return np.diff(polarization, axis=0) / interval_fs
 
 
-def spectrum_from_polarization(polarization, dt, temperature, stride=1, **kwargs):
+def spectrum_from_polarization(polarization: ArrayLike, dt: float, temperature: float, stride: int = 1,
+                               **kwargs) -> Spectrum:
     """Like :func:`green_kubo_spectrum` from a P series (steps, 3) in |e| Angstrom, sampled every dt * stride fs.
 
     dP/dt is taken by :func:`pdot_from_polarization` (forward difference, inverse of a cumulative sum).

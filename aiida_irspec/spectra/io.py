@@ -1,5 +1,7 @@
 """Reading runs (npz with ``pdot`` or ``polarization``) and experimental curves (CSV), with validation."""
 
+import os
+
 import numpy as np
 
 from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, InputError, MalformedFileError
@@ -8,7 +10,8 @@ from aiida_irspec.spectra.green_kubo import MIN_SAMPLES
 RUN_ARRAYS = ("pdot", "polarization")
 
 
-def read_run(path, interval=None, molecules=None, volume=None):
+def read_run(path: str | os.PathLike, interval: float | None = None, molecules: float | None = None,
+             volume: float | None = None) -> tuple[str, np.ndarray]:
     """One run from an npz file: returns (kind, array) with kind "pdot" or "polarization".
 
     The file holds ``pdot`` (steps, 3) in |e| Angstrom / fs, or ``polarization`` (steps, 3) in |e| Angstrom
@@ -81,7 +84,7 @@ def _check_stored(path, stored, steps, interval, molecules, volume):
             raise InputError(f"{path}: its cell volume is {float(stored_volume):.6g} A^3, but --volume is {volume:g}")
 
 
-def read_experiment_csv(path):
+def read_experiment_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """An experimental curve: two numeric columns (wavenumber in cm^-1, intensity in any unit).
 
     Lines starting with '#' and a first non-numeric (header) line are skipped; comma, semicolon, tab or
@@ -110,7 +113,7 @@ def read_experiment_csv(path):
     return data[:, 0], data[:, 1]
 
 
-def read_spectrum_csv(path):
+def read_spectrum_csv(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[str]]:
     """Read back a CSV written by AveragedSpectrum.to_csv: (columns name -> (M,) array, comment lines)."""
     comments, header, body = [], None, []
     with open(path) as handle:

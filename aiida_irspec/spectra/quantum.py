@@ -12,18 +12,19 @@ All tend to 1 as omega -> 0 (the classical limit), so the low-frequency spectrum
 """
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from aiida_irspec import units
 
 QUANTUM_CORRECTIONS = ("none", "harmonic", "standard", "schofield")
 
 
-def reduced_frequency(omega_rad_per_fs, temperature):
+def reduced_frequency(omega_rad_per_fs: ArrayLike, temperature: float) -> np.ndarray:
     """x = hbar omega / (k_B T), dimensionless; omega in rad/fs, temperature in K."""
     return units.HBAR_EV_FS * np.asarray(omega_rad_per_fs, dtype=float) / units.kelvin_to_ev(temperature)
 
 
-def quantum_correction_factor(kind, omega_rad_per_fs, temperature):
+def quantum_correction_factor(kind: str, omega_rad_per_fs: ArrayLike, temperature: float) -> np.ndarray:
     """Q(omega) of the named correction (see the module docstring) at angular frequencies in rad/fs; (M,)."""
     x = reduced_frequency(omega_rad_per_fs, temperature)
     if kind == "none":

@@ -5,9 +5,13 @@ One home of their defaults and limits, read by :func:`~aiida_irspec.spectra.gree
 """
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from aiida_irspec.settings import Settings, setting
 from aiida_irspec.spectra.quantum import QUANTUM_CORRECTIONS
+
+if TYPE_CHECKING:
+    import ase
 
 WINDOWS = ("gaussian", "hann", "none")
 #: Line width (FWHM, cm^-1) of the window when neither ``width_cm1`` nor ``width_fs`` is given.
@@ -17,7 +21,7 @@ MAX_VOLUME = 1e9
 MAX_MOLECULES = 10**7
 
 
-def check_bands(bands):
+def check_bands(bands: dict) -> str | None:
     """A message unless ``bands`` maps names to [low, high] wavenumbers (cm^-1, 0 <= low < high)."""
     for name, limits in bands.items():
         if not (isinstance(limits, list) and len(limits) == 2
@@ -73,7 +77,7 @@ class SpectrumSettings(Settings):
         return []
 
 
-def normalisation_of(atoms):
+def normalisation_of(atoms: "ase.Atoms") -> dict:
     """The spectrum's normalisation that suits ``atoms`` (ase.Atoms): ``{"volume": V}`` (Angstrom^3) for a
     periodic cell, else ``{"molecules": n}`` with n the number of bonded clusters (ASE's natural cutoffs)."""
     if atoms.pbc.all():
