@@ -11,7 +11,9 @@ launches a job twice nor loses one.
 """
 
 import collections
+import pathlib
 import shutil
+import time
 
 import pytest
 from aiida import orm
@@ -26,7 +28,9 @@ from aiida_irspec.workflows.resumable import SubmitOnce, recover_daemon, was_sta
 class Sleepers(FanOut, SubmitOnce, WorkChain):
     """One unit per entry of ``jobs`` ([seconds, fails]): an add job of ``x = key`` that sleeps that long and,
     when it fails, adds up to -1 (the add parser's exit status 410). With ``follow``, a unit whose first job
-    succeeds goes on with a one-second ``second`` job."""
+    succeeds goes on with a one-second ``second`` job. With ``hold`` ({"after": label, "marker": path}), the
+    step that launches job ``label`` writes the file ``marker`` right after and stalls (for a worker to be
+    killed in the middle of a step), unless the file exists."""
 
     FAN_OUT_UNIT = "unit"
 
@@ -38,6 +42,7 @@ class Sleepers(FanOut, SubmitOnce, WorkChain):
         spec.input("max_concurrent", valid_type=orm.Int)
         spec.input("max_failed_fraction", valid_type=orm.Float, default=lambda: orm.Float(0.5))
         spec.input("follow", valid_type=orm.Bool, default=lambda: orm.Bool(False))
+        spec.input("hold", valid_type=orm.Dict, required=False)
         spec.outline(cls.queue, while_(cls.fan_out_busy)(cls.fan_out_step), cls.results)
         spec.output_namespace("sums", valid_type=orm.Int, dynamic=True, help="The sum of each job (<kind>_<key>).")
         spec.output("failed", valid_type=orm.Dict, required=False, help="PK of the failed job by unit.")
@@ -51,10 +56,16 @@ class Sleepers(FanOut, SubmitOnce, WorkChain):
         from aiida.plugins import CalculationFactory
 
         seconds, fails = self.inputs.jobs[key] if kind == "first" else (1, False)
-        return self.submit(CalculationFactory("core.arithmetic.add"), code=self.inputs.code, x=orm.Int(key),
+        node = self.submit(CalculationFactory("core.arithmetic.add"), code=self.inputs.code, x=orm.Int(key),
                            y=orm.Int(-key - 1 if fails else 0),
                            metadata={"call_link_label": f"{kind}_{key}",
                                      "options": {"sleep": int(seconds), "resources": {"num_machines": 1}}})
+        if "hold" in self.inputs and self.inputs.hold["after"] == f"{kind}_{key}":
+            marker = pathlib.Path(self.inputs.hold["marker"])
+            if not marker.exists():
+                marker.touch()
+                time.sleep(300)
+        return node
 
     def job_succeeded(self, kind, key, node):
         self.out(f"sums.{kind}_{key}", node.outputs.sum)
@@ -203,21 +214,25 @@ def test_failures_above_the_fraction_stop_and_keep_every_result(local_code, capl
 
 @pytest.mark.reliability  # about a minute
 def test_a_killed_worker_launches_no_job_twice_and_loses_none(sqlite_zeromq_profile, tmp_path):
-    """Ten 3 s units, three at a time, through the daemon; its worker is SIGKILLed twice while jobs run (after 2
-    and after 6 jobs ended) and the daemon recovered each time: every unit ran exactly once, every sum is
-    kept, and never more than three jobs existed unfinished at once."""
+    """Ten 3 s units, three at a time, through the daemon; its worker is SIGKILLed twice and the daemon recovered
+    each time: once in the middle of the step that launched job 4 (after collecting a finished job and
+    launching job 4), once while the WorkChain waits (after 7 jobs ended). The step run again after the first
+    kill takes job 4 as launched (SubmitOnce) instead of launching it again; every unit ran exactly once,
+    every sum is kept, and never more than three jobs existed unfinished at once."""
     from aiida.engine import submit
 
     code = bash_code(daemon_computer(tmp_path / "work"))
+    marker = tmp_path / "held"
     with running_daemon(sqlite_zeromq_profile) as client:
-        node = submit(Sleepers, code=code, jobs=orm.List([[3, False]] * 10), max_concurrent=orm.Int(3))
+        node = submit(Sleepers, code=code, jobs=orm.List([[3, False]] * 10), max_concurrent=orm.Int(3),
+                      hold=orm.Dict({"after": "first_4", "marker": str(marker)}))
 
         def ended():
             return sum(job.is_terminated for nodes in jobs_by_label(node).values() for job in nodes)
 
         running_at_kills = []
-        for after in (2, 6):
-            assert wait_until(lambda: ended() >= after or node.is_terminated, 300, interval=0.1)
+        for kill_when in (marker.exists, lambda: ended() >= 7):
+            assert wait_until(lambda: kill_when() or node.is_terminated, 300, interval=0.1)
             assert not node.is_terminated, "the fan-out ended before it could be disturbed"
             running_at_kills.append(sorted(label for label, nodes in jobs_by_label(node).items()
                                            if not nodes[0].is_terminated))
@@ -225,9 +240,10 @@ def test_a_killed_worker_launches_no_job_twice_and_loses_none(sqlite_zeromq_prof
             recover_daemon(client, workers=1)
         assert wait_until(lambda: node.is_terminated, 300), client.daemon_log_file
     messages = [log.message for log in orm.Log.collection.get_logs_for(node)]
-    print(f"\njobs running at the kills: {running_at_kills}; "
-          f"{sum('was launched before an interruption' in m for m in messages)} launches reused")
+    print(f"\nunfinished jobs at the kills: {running_at_kills}")
     assert node.is_finished_ok, (node.process_state, node.exit_status, node.exit_message)
+    assert any("]: first_4: ArithmeticAddCalculation<" in message and "was launched before an interruption"
+               in message for message in messages), messages
     jobs = one_job_each(node)
     assert sorted(jobs) == sorted(f"first_{k}" for k in range(10))
     assert all(node.outputs.sums[label].value == int(label.split("_")[1]) for label in jobs)
