@@ -121,7 +121,8 @@ def main():
     started = time.perf_counter()
     zro2 = zro2_rows(frames, charges, descriptor, arguments.folds)
     water = water_rows(descriptor)
-    write_report(markdown(zro2, water, descriptor, arguments.folds, machine), started, arguments.output, arguments.figure,
+    write_report(markdown(zro2, water, descriptor, arguments.folds, machine), started, arguments.output,
+                 arguments.figure,
                  lambda path: figure(zro2, water, path))
 
 

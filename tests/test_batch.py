@@ -195,9 +195,9 @@ def test_a_failure_within_the_fraction_goes_on_even_when_it_ends_first(local_cod
 
 
 def test_failures_above_the_fraction_stop_and_keep_every_result(local_code, caplog):
-    """Five units, two at a time, 0.25 allowed: units 1 and 2 fail, one after the other, while unit 0 (16 s) runs. The second failure
-    is more than 0.25 x 5: nothing more is launched, unit 0 is waited for and kept, and the WorkChain exits 400
-    with 2 failed of the 3 units that ended."""
+    """Five units, two at a time, 0.25 allowed: units 1 and 2 fail, one after the other, while unit 0 (16 s) runs. The
+    second failure is more than 0.25 x 5: nothing more is launched, unit 0 is waited for and kept, and the WorkChain
+    exits 400 with 2 failed of the 3 units that ended."""
     from aiida.engine import run_get_node
 
     jobs_in = [[16, False], [0, True], [0, True], [0, False], [0, False]]

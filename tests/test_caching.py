@@ -37,7 +37,8 @@ def test_every_calcfunction_hashes_the_numerics_version():
     entry_points = {ep.value.replace(":", ".") for ep in plugin_entry_points("aiida.calculations")}
     assert entry_points - set(functions) == {ep for ep in entry_points if "Calculation" in ep}
     assert len(functions) >= 11
-    missing = [name for name, function in functions.items() if VERSION_INPUT not in function.process_class.spec().inputs]
+    missing = [name for name, function in functions.items()
+               if VERSION_INPUT not in function.process_class.spec().inputs]
     assert not missing
 
 
@@ -61,7 +62,8 @@ def series_node(seed):
     times = np.arange(1000) * 0.5
     node = orm.ArrayData()
     node.set_array("times", times)
-    node.set_array("pdot", 0.01 * np.cos(0.3 * times[:, None] + rng.uniform(0, 6, 3)) + 1e-4 * rng.normal(size=(1000, 3)))
+    node.set_array("pdot", 0.01 * np.cos(0.3 * times[:, None] + rng.uniform(0, 6, 3))
+                   + 1e-4 * rng.normal(size=(1000, 3)))
     return node
 
 

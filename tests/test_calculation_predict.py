@@ -18,7 +18,8 @@ def test_pdot_command_matches_the_model(tmp_path):
     model.save(tmp_path / "model.npz")
     result.save_npz(tmp_path / "t.npz")
     runner = CliRunner()
-    out = runner.invoke(cli, ["pdot", str(tmp_path / "model.npz"), str(tmp_path / "t.npz"), "-o", str(tmp_path / "p.npz")])
+    out = runner.invoke(cli, ["pdot", str(tmp_path / "model.npz"), str(tmp_path / "t.npz"), "-o",
+                              str(tmp_path / "p.npz")])
     assert out.exit_code == 0, out.output
     frames = [ase.Atoms(numbers=result.numbers, positions=x) for x in result.positions]
     with np.load(tmp_path / "p.npz") as data:

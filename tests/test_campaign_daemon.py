@@ -41,8 +41,9 @@ def test_python_route_on_the_daemon_equals_the_yaml_route(sqlite_zeromq_profile,
     from_yaml = orm.QueryBuilder().append(orm.WorkflowNode, filters={"label": spec["name"]}).one()[0]
 
     overrides = {key: value for key, value in spec.items() if key not in ("name", "protocol", "structure", "codes")}
-    builder = CampaignWorkChain.get_builder_from_protocol(engine, predict, structure_from_atoms(ase.io.read(WATER_DIMER)),
-                                                          protocol="fast", overrides=overrides)
+    structure = structure_from_atoms(ase.io.read(WATER_DIMER))
+    builder = CampaignWorkChain.get_builder_from_protocol(engine, predict, structure, protocol="fast",
+                                                          overrides=overrides)
     builder.metadata.label = "from-python"
     with running_daemon(sqlite_zeromq_profile) as client:
         node = submit(builder)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-ase = pytest.importorskip("ase")
+pytest.importorskip("ase")
 pytest.importorskip("tblite")
 
 import ase.build  # noqa: E402

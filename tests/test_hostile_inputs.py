@@ -179,8 +179,9 @@ def test_atoms_jumping_across_the_cell_give_the_continuous_result(files, charged
     for name, positions in (("continuous", continuous), ("folded", folded)):
         frames = [ase.Atoms(numbers=result.numbers, positions=p, cell=cell, pbc=True) for p in positions]
         if form == "npz":
-            path = npz_like(files, tmp_path / f"{name}.npz", positions=positions, cells=np.repeat(cell[None], len(frames), 0),
-                            pbc=np.ones(3, bool), velocities=result.velocities + drift[1] / result.times[1])
+            path = npz_like(files, tmp_path / f"{name}.npz", positions=positions,
+                            cells=np.repeat(cell[None], len(frames), 0), pbc=np.ones(3, bool),
+                            velocities=result.velocities + drift[1] / result.times[1])
             extra = []
         else:
             path = tmp_path / f"{name}.extxyz"

@@ -164,7 +164,8 @@ def test_campaign_stops_at_its_failure_limit_and_keeps_what_it_computed(faulty_c
 
     engine = faulty_code("crash", at=(3,), sticky=True)
     predict = aiida_code_installed(filepath_executable=EXECUTABLE, computer=aiida_localhost,
-                                   default_calc_job_plugin="irspec.predict_pdot", label=f"irspec-{secrets.token_hex(4)}")
+                                   default_calc_job_plugin="irspec.predict_pdot",
+                                   label=f"irspec-{secrets.token_hex(4)}")
     spec = tiny_campaign_spec(engine.full_label, predict.full_label)
     spec["learning"]["failures"]["max_failed_fraction"] = 0.0
     path = tmp_path / "spec.yaml"
@@ -198,7 +199,8 @@ def test_crashed_nve_run_is_left_out_of_the_spectrum(faulty_code, aiida_localhos
 
     md_code = faulty_code("crash", at=(2,), sticky=True)  # job 1 is the NVT run that makes the snapshots
     predict = aiida_code_installed(filepath_executable=EXECUTABLE, computer=aiida_localhost,
-                                   default_calc_job_plugin="irspec.predict_pdot", label=f"irspec-{secrets.token_hex(4)}")
+                                   default_calc_job_plugin="irspec.predict_pdot",
+                                   label=f"irspec-{secrets.token_hex(4)}")
     atoms = ase.io.read(WATER_DIMER)
     atoms.cell = np.eye(3) * 20.0
     runs = {"number": 3, "steps": 200, "timestep": 0.5, "decorrelation": 10.0, "thermalization": 10.0}

@@ -60,13 +60,15 @@ def test_a_labelled_submission_is_launched_once(aiida_profile_clean):
     results, node = run_get_node(Parent)
     first, again, stub, relaunched, created = results["pks"].get_list()
     assert first == again  # the earlier launch is reused, not repeated
-    assert relaunched not in (first, stub, created) and orm.load_node(relaunched).is_finished_ok  # stubs: not waited for
+    assert relaunched not in (first, stub, created)  # stubs: not waited for
+    assert orm.load_node(relaunched).is_finished_ok
     for pk in (stub, created):  # nor left active, nor counted as started
         assert orm.load_node(pk).is_killed and orm.load_node(pk).is_sealed and not was_started(orm.load_node(pk))
     assert was_started(orm.load_node(first)) and was_started(orm.load_node(relaunched))
     labels = sorted(link.link_label for link in node.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all())
     assert labels == ["child", "restarted", "restarted", "restarted"]
-    assert "was launched before an interruption" in " ".join(log.message for log in orm.Log.collection.get_logs_for(node))
+    logs = orm.Log.collection.get_logs_for(node)
+    assert "was launched before an interruption" in " ".join(log.message for log in logs)
 
 
 def test_call_link_label_of_classes_and_builders():

@@ -1,4 +1,5 @@
-"""calcfunction ``select_configurations``: k frames of a TrajectoryData pool, by farthest point, uncertainty or at random."""
+"""calcfunction ``select_configurations``: k frames of a TrajectoryData pool, by farthest point, uncertainty or at
+random."""
 
 from aiida import orm
 

@@ -170,7 +170,8 @@ def read_campaign_file(name_or_path):
     return CampaignFile(path=path, sha256=hashlib.sha256(data).hexdigest(), name=raw.get("name"),
                         description=raw.get("description", ""), protocol=raw.get("protocol"),
                         engine=raw.get("engine"),
-                        structure_file=None if structure_file is None else (path.parent / str(structure_file)).resolve(),
+                        structure_file=(None if structure_file is None
+                                        else (path.parent / str(structure_file)).resolve()),
                         supercell=supercell, codes=codes, engine_inputs=engine_inputs,
                         overrides={key: value for key, value in raw.items() if key not in LAUNCH_KEYS})
 
@@ -240,7 +241,8 @@ def cross_problems(tree):
 
 def fill_normalisation(tree, atoms):
     """Give the spectrum of a campaign tree the normalisation of its structure (``ase.Atoms``) when it has none:
-    the volume of a periodic cell, else the number of molecules (:func:`~aiida_irspec.spectra.settings.normalisation_of`)."""
+    the volume of a periodic cell, else the number of molecules
+    (:func:`~aiida_irspec.spectra.settings.normalisation_of`)."""
     from aiida_irspec.spectra.settings import normalisation_of
 
     spectrum = tree.setdefault("spectrum", {})

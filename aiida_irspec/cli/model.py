@@ -228,8 +228,6 @@ def fit(training, output, validation, charges, kind, baseline, basis, n_sparse, 
 @user_errors
 def predict(model, structures, output, born_charges, uncertainty, partition, batch_size, progress):
     """Predict P (|e| A) and optionally Z (|e|) of every frame of STRUCTURES (anything ASE reads), in order."""
-    import numpy as np
-
     from aiida_irspec.exceptions import InputError, require_finite
     from aiida_irspec.files import check_output, savez
     from aiida_irspec.model import PolarizationModel

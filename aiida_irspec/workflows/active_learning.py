@@ -275,11 +275,13 @@ class ActiveLearningWorkChain(ProtocolMixin, FanOut, SubmitOnce, WorkChain):
             self.out(f"born_charges.frame_{frame}", node)
             self.out(f"structures.frame_{frame}", self.ctx.structures[frame])
         if self.ctx.rows:
-            log = {"rows": self.ctx.rows, "holdout": self.ctx.holdout, "failed_frames": sorted(map(int, self.ctx.failed)),
+            log = {"rows": self.ctx.rows, "holdout": self.ctx.holdout,
+                   "failed_frames": sorted(map(int, self.ctx.failed)),
                    "failed_jobs": sorted(self.ctx.failed.values()), "target_error": self.ctx.settings["target_error"],
                    "converged": self.ctx.converged, "stop_reason": self.ctx.stop_reason,
                    "strategy": self.ctx.settings["strategy"], "error_estimate": self.ctx.settings["error_estimate"]}
-            used = {row_key: self.ctx.models[row_key] for row_key in (f"iteration_{r['iteration']}" for r in self.ctx.rows)}
+            used = {row_key: self.ctx.models[row_key]
+                    for row_key in (f"iteration_{r['iteration']}" for r in self.ctx.rows)}
             self.out("history", learning_history(orm.Dict(log), models=used, uncertainty=self.ctx.uncertainty,
                                                  metadata={"call_link_label": "history"}))
 

@@ -91,7 +91,8 @@ class IRSpectrumWorkChain(ProtocolMixin, FanOut, SubmitOnce, WorkChain):
         spec.input("model", valid_type=PolarizationModelData, help="The polarization model.")
         spec.input("temperature", valid_type=(orm.Float, orm.Int), validator=validate_temperature,
                    help="Temperature (K) of the NVT run that gives the snapshots and of the spectrum (its beta).")
-        spec.input("runs", valid_type=orm.Dict, default=lambda: orm.Dict({}), validator=RunSettings.port_validator("runs"),
+        spec.input("runs", valid_type=orm.Dict, default=lambda: orm.Dict({}),
+                   validator=RunSettings.port_validator("runs"),
                    help="The NVE runs: RunSettings (aiida_irspec.campaign.settings); keys not given take defaults.")
         spec.input("analysis", valid_type=orm.Dict, validator=SpectrumSettings.port_validator("analysis"),
                    help="From the runs to the spectrum: SpectrumSettings (aiida_irspec.spectra.settings); exactly "
