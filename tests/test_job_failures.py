@@ -171,7 +171,7 @@ def test_campaign_stops_at_its_failure_limit_and_keeps_what_it_computed(faulty_c
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     result = CliRunner().invoke(cli, ["campaign", "run", str(path)])
-    assert result.exit_code == 4 and "exit status 410" in result.output, result.output
+    assert result.exit_code == 4 and "exit 410" in result.output, result.output
     assert "Traceback" not in result.output
     node = orm.QueryBuilder().append(orm.WorkflowNode, filters={"label": spec["name"]}).order_by(
         {orm.WorkflowNode: {"ctime": "desc"}}).first()[0]
