@@ -100,6 +100,8 @@ def _aiida_context(ctx, profile, verbosity):
 
 @click.group("aiida-irspec", cls=LazyGroup, lazy_commands=COMMANDS,
              context_settings={"help_option_names": ["-h", "--help"]})
+# -p and -v are plain click options handed to aiida-core in _aiida_context (verdi's context object, its logging,
+# load_profile): aiida-core's own PROFILE and VERBOSITY options would import aiida.cmdline for every command.
 @click.option("-p", "--profile", metavar="PROFILE",
               help="AiiDA profile of the commands that use one (campaign, cluster, import-vasp, demo); default: the "
                    "default profile. Give it before the sub-command.")

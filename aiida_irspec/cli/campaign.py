@@ -148,15 +148,15 @@ def run_in_foreground(builder):
 
 
 def end_with_state(node, signal_name=None, hint=None):
-    """Exit 130 / 143 when a signal stopped the run, 4 (with the step that failed and why) when the campaign did
-    not finish OK; return otherwise."""
+    """Exit 130 / 143 when a signal stopped the run, 4 (with the step that failed and why) when the campaign ended
+    without finishing OK; return otherwise (finished OK, or still running)."""
     from aiida_irspec.cli.foreground import exit_code_of_signal
 
     if signal_name is not None:
         echo_error_and_exit(f"campaign <{node.pk}> interrupted by {signal_name}: it and every job under it were "
                             "killed; finished jobs keep their results (and serve a rerun from the cache)",
                             exit_code_of_signal(signal_name))
-    if not node.is_finished_ok:
+    if node.is_terminated and not node.is_finished_ok:
         echo_error_and_exit(failure_line(node) + (f"\n{hint}" if hint else ""), EXIT_CAMPAIGN_FAILED)
 
 

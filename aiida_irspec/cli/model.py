@@ -13,7 +13,7 @@ at most 20 Angstrom, ``--gaussian-width`` above 0 and at most 5 Angstrom, ``--n-
 
 import click
 
-from aiida_irspec.cli.utils import InputFile, Number, format_table, user_errors
+from aiida_irspec.cli.utils import InputFile, Number, format_table, progress_option, user_errors
 
 #: Largest --n-radial and --l-max (see the module docstring) and largest cutoff (Angstrom).
 MAX_RADIAL, MAX_L, MAX_CUTOFF = 20, 16, 20.0
@@ -144,7 +144,7 @@ def _metrics_rows(name, metrics):
               help="Charge-transfer range of the monopole part (A).")
 @click.option("--polarization-weight", type=Number(min=0), default=10.0, show_default=True,
               help="Row weight of P relative to Z entries.")
-@click.option("--progress/--no-progress", default=False)
+@progress_option
 @user_errors
 def fit(training, output, validation, charges, kind, baseline, basis, n_sparse, regularization, cutoff, n_radial,
         l_max, body_order, gaussian_width, transfer_cutoff, polarization_weight, progress):
@@ -224,7 +224,7 @@ def fit(training, output, validation, charges, kind, baseline, basis, n_sparse, 
 @click.option("--partition", is_flag=True, help="Also write charges (frames, atoms) in |e| and atomic_dipoles "
               "(frames, atoms, 3) in |e| A (molecules: P = sum q x + sum mu).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--progress/--no-progress", default=False)
+@progress_option
 @user_errors
 def predict(model, structures, output, born_charges, uncertainty, partition, batch_size, progress):
     """Predict P (|e| A) and optionally Z (|e|) of every frame of STRUCTURES (anything ASE reads), in order."""

@@ -85,6 +85,15 @@ class Number(click.FloatRange):
         return super().convert(number, param, ctx)
 
 
+def progress_option(function):
+    """``--progress/--no-progress``: progress bars on stderr (frames done of all, rate, time left); by default when
+    stderr is a terminal, not in a log or a job."""
+    option = click.option("--progress/--no-progress", default=None,
+                          callback=lambda ctx, param, value: sys.stderr.isatty() if value is None else value,
+                          help="Progress bars on stderr: frames done, rate, time left (default: on a terminal).")
+    return option(function)
+
+
 def global_option(name):
     """The value of the global option ``name`` ("profile_name", "verbosity") of ``aiida-irspec``, or None."""
     ctx = click.get_current_context(silent=True)
