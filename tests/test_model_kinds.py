@@ -189,3 +189,23 @@ def test_kind_errors():
         DescriptorSettings(polynomial_degree=0)
     with pytest.raises(InputError, match="needs body_order 4"):
         ModelSpace("polynomial", DescriptorSettings(body_order=3), [8, 40])
+
+
+def test_cached_transfer_pairs_are_a_fresh_neighbour_list():
+    """Along a drifting trajectory the charge-transfer bonds (reused candidate pairs, rebuilt when an atom has moved
+    more than half the skin) are exactly the pairs of a fresh ASE neighbour list, with the same vectors."""
+    from ase.neighborlist import neighbor_list
+
+    space = ModelSpace("monopole", SETTINGS, [8, 40]).parts["monopole"]
+    atoms = fluorite(2)
+    rng = np.random.default_rng(4)
+    rebuilt = []
+    for step in range(12):
+        atoms.positions += rng.normal(scale=0.12, size=atoms.positions.shape)  # some steps exceed the skin
+        reference = space._candidates._reference
+        centre, neighbour, _, _, r, _ = space.bonds(atoms)
+        rebuilt.append(space._candidates._reference is not reference)
+        i, j, d = neighbor_list("ijD", atoms, SETTINGS.transfer_cutoff, self_interaction=False)
+        fresh = sorted(zip(i.tolist(), j.tolist(), np.round(-d, 9).tolist()))
+        assert sorted(zip(centre.tolist(), neighbour.tolist(), np.round(r, 9).tolist())) == fresh
+    assert any(rebuilt[1:]) and not all(rebuilt[1:])  # the list was both reused and rebuilt

@@ -216,29 +216,23 @@ class FeatureSpace:
         tensor = self._calculator.compute(systems, gradients=["positions"] if gradients else None)
         n_radial, l_max, n_species = self.settings.n_radial, self.settings.l_max, self.n_species
         results = []
-        blocks = [(int(key["o3_lambda"]), self.species.index(int(key["neighbor_type"])), block)
-                  for key, block in tensor.items()]
-        sample_systems = [block.samples.column("system") for *_, block in blocks]
-        gradient_systems = [block.gradient("positions").samples.column("system") if gradients else None
-                            for *_, block in blocks]
+        blocks = _block_arrays(tensor, self.species, gradients)
         for f, atoms in enumerate(frames):
             n_atoms, index = len(atoms), self.species_index(atoms)
             coefficients = [np.zeros((n_atoms, 2 * l + 1, n_species, n_radial)) for l in range(l_max + 1)]
             own = [np.zeros((n_atoms, 2 * l + 1, 3, n_species, n_radial)) for l in range(l_max + 1)]
             pieces = []  # (l, pair code, values (rows, m, b, n)) of the neighbours j != i
-            for (l, neighbour, block), systems_of_rows, systems_of_grads in zip(blocks, sample_systems,
-                                                                                gradient_systems):
-                rows = _rows_of(systems_of_rows, f)
+            for block in blocks:
+                l, neighbour = block.l, block.neighbour
+                rows = _rows_of(block.systems, f)
                 if rows.stop == rows.start:
                     continue
-                centres_all = block.samples.column("atom")
-                coefficients[l][centres_all[rows], :, neighbour, :] = block.values[rows]
+                coefficients[l][block.centres[rows], :, neighbour, :] = block.values[rows]
                 if gradients:
-                    grad = block.gradient("positions")
-                    select = _rows_of(systems_of_grads, f)
-                    centres = centres_all[grad.samples.column("sample")[select]]
-                    moved = grad.samples.column("atom")[select]
-                    values = grad.values[select].transpose(0, 2, 1, 3)  # featomic's (rows, b, m, n) -> (rows, m, b, n)
+                    select = _rows_of(block.gradient_systems, f)
+                    centres = block.centres[block.gradient_samples[select]]
+                    moved = block.gradient_atoms[select]
+                    values = block.gradient_values[select].transpose(0, 2, 1, 3)  # (rows, b, m, n) -> (rows, m, b, n)
                     itself = centres == moved
                     own[l][centres[itself], :, :, neighbour] = values[itself]
                     # order pairs by (centre species, moved atom j, centre i): contiguous per (s, j); the centre's
@@ -498,6 +492,50 @@ def _monomials(n_channels, degree):
         for combination in itertools.combinations_with_replacement(range(n_channels), d):
             rows.append(np.bincount(combination, minlength=n_channels))
     return np.array(rows, dtype=int)
+
+
+@dataclasses.dataclass
+class _BlockArrays:
+    """The arrays of one block of featomic's expansion (angular channel ``l``, neighbour species index), read
+    once: samples' system and centre atom, values, and with gradients the gradient samples' row, system and
+    moved atom and the gradient values."""
+
+    l: int
+    neighbour: int
+    systems: np.ndarray
+    centres: np.ndarray
+    values: np.ndarray
+    gradient_samples: np.ndarray | None = None
+    gradient_systems: np.ndarray | None = None
+    gradient_atoms: np.ndarray | None = None
+    gradient_values: np.ndarray | None = None
+
+
+def _block_arrays(tensor, species, gradients):
+    """The blocks of featomic's expansion as :class:`_BlockArrays`, in the tensor's order.
+
+    The arrays come from metatensor's serialisation of the whole tensor (one copy) rather than from its blocks'
+    ``values`` and ``samples``: in metatensor 0.2.6 every such access leaves native memory behind (about 0.4 kB
+    a frame for P, 10 kB with gradients, measured), which would make the memory of a long trajectory grow.
+    """
+    import io
+
+    import metatensor
+
+    with np.load(io.BytesIO(metatensor.io.save_buffer(tensor))) as data:
+        arrays = {name: data[name] for name in data.files}
+    out = []
+    for b, key in enumerate(arrays["keys"]):
+        samples = arrays[f"blocks/{b}/samples"]
+        block = _BlockArrays(int(key["o3_lambda"]), species.index(int(key["neighbor_type"])), samples["system"],
+                             samples["atom"], arrays[f"blocks/{b}/values"])
+        if gradients:
+            gradient = arrays[f"blocks/{b}/gradients/positions/samples"]
+            block.gradient_samples, block.gradient_systems = gradient["sample"], gradient["system"]
+            block.gradient_atoms = gradient["atom"]
+            block.gradient_values = arrays[f"blocks/{b}/gradients/positions/values"]
+        out.append(block)
+    return out
 
 
 def _rows_of(systems, f):
