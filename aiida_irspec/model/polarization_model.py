@@ -543,10 +543,10 @@ def structure_groups(frames):
 
 
 def fit_memory(n_columns, n_folds, n_groups, n_targets, largest_frame):
-    """Bytes a fit allocates, estimated: the normal equations (``n_folds * n_groups`` column-square matrices,
-    their fold and total sums, the solver's eigenvectors and copies: about 6 more) plus three design blocks
-    of the largest frame (9 rows per atom) in flight."""
-    squares = (n_folds * n_groups + n_folds + 6) * n_columns**2
+    """Bytes a fit allocates, estimated: the normal equations (``n_folds + n_groups`` column-square matrices,
+    their total, the solver's eigenvectors and copies: about 6 more) plus three design blocks of the largest
+    frame (9 rows per atom) in flight."""
+    squares = (n_folds + n_groups + 7) * n_columns**2
     return 8 * (squares + n_folds * n_groups * n_columns * n_targets + 3 * 9 * largest_frame * n_columns)
 
 

@@ -28,27 +28,28 @@ from aiida_irspec.exceptions import InputError, ModelError
 class NormalEquations:
     """Streamed sums ``A^T A``, ``A^T y``, ``y^T y`` and row counts, per fold and per group of rows.
 
-    Each (cross-validation fold, row group) pair has its own unweighted sums; ``A^T A`` goes through one
-    scratch matrix (numpy's ``A.T @ A`` is a BLAS syrk that releases the GIL, so one thread can add frames
-    while another builds the next design; one add at a time). A group is a kind of row with one weight
-    (e.g. the Z rows of one species, or the P rows); fold totals are the weighted sums over groups, and
-    the per-group sums give the error metrics. ``n_targets`` right-hand sides share the design (e.g. one
-    per candidate baseline). Memory: ``n_folds * n_groups`` matrices of ``n_columns^2``.
+    ``A^T A`` is kept once per cross-validation fold (weighted sum over the row groups) and once per row group
+    (unweighted, over all folds, for the error metrics); the small ``A^T y``, ``y^T y`` and row counts per
+    (fold, group). Each frame's ``A^T A`` goes through one scratch matrix (numpy's ``A.T @ A`` is a BLAS syrk
+    that releases the GIL, so one thread can add frames while another builds the next design; one add at a
+    time). A group is a kind of row with one weight (e.g. the Z rows of one species, or the P rows).
+    ``n_targets`` right-hand sides share the design (e.g. one per candidate baseline). Memory:
+    ``n_folds + n_groups`` matrices of ``n_columns^2``.
     """
 
     def __init__(self, n_columns, n_folds=1, n_groups=1, n_targets=1):
-        self._ata = np.zeros((n_folds, n_groups, n_columns, n_columns))
+        self._fold_ata = np.zeros((n_folds, n_columns, n_columns))
+        self._group_ata = np.zeros((n_groups, n_columns, n_columns))
         self._scratch = None
         self._aty = np.zeros((n_folds, n_groups, n_columns, n_targets))
         self._yty = np.zeros((n_folds, n_groups, n_targets))
         self._rows = np.zeros((n_folds, n_groups))
         self._weights = np.full(n_groups, np.nan)
-        self._fold_ata = None
         self._all_ata = None
 
     @property
     def n_folds(self):
-        return self._ata.shape[0]
+        return self._fold_ata.shape[0]
 
     def add(self, design, target, fold=0, group=0, weight=1.0):
         """Fold rows ``design`` (R, C) with targets (R,) or (R, n_targets) into ``fold`` and ``group``.
@@ -57,21 +58,25 @@ class NormalEquations:
         """
         design = np.ascontiguousarray(design, dtype=float)
         target = np.asarray(target, dtype=float).reshape(len(design), -1)
-        if design.ndim != 2 or design.shape[1] != self._ata.shape[2] or target.shape[1] != self._aty.shape[3]:
-            raise InputError(f"design (R, {self._ata.shape[2]}) and target (R, {self._aty.shape[3]}) needed, "
+        n_columns = self._fold_ata.shape[1]
+        if design.ndim != 2 or design.shape[1] != n_columns or target.shape[1] != self._aty.shape[3]:
+            raise InputError(f"design (R, {n_columns}) and target (R, {self._aty.shape[3]}) needed, "
                              f"got {design.shape} and {target.shape}")
         if np.isnan(self._weights[group]):
             self._weights[group] = weight
         elif self._weights[group] != weight:
             raise InputError(f"rows of group {group} were added with weight {self._weights[group]}, not {weight}")
         if self._scratch is None:
-            self._scratch = np.empty(self._ata.shape[2:])
+            self._scratch = np.empty((n_columns, n_columns))
         np.matmul(design.T, design, out=self._scratch)
-        self._ata[fold, group] += self._scratch
+        self._group_ata[group] += self._scratch
+        if weight != 1.0:
+            self._scratch *= weight
+        self._fold_ata[fold] += self._scratch
         self._aty[fold, group] += design.T @ target
         self._yty[fold, group] += np.sum(target**2, axis=0)
         self._rows[fold, group] += len(target)
-        self._fold_ata = self._all_ata = None
+        self._all_ata = None
 
     @property
     def rows(self):
@@ -87,15 +92,9 @@ class NormalEquations:
         return np.nan_to_num(self._weights, nan=0.0)
 
     def _folds(self):
-        """Weighted ``A^T A`` per fold (K, C, C), computed once after the last add."""
-        if self._fold_ata is None:
-            weights = self._group_weights()
-            folds = np.zeros(self._ata.shape[:1] + self._ata.shape[2:])
-            for g, weight in enumerate(weights):
-                if weight:
-                    folds += weight * self._ata[:, g]
-            self._fold_ata = folds
-            self._all_ata = folds.sum(axis=0)
+        """Weighted ``A^T A`` per fold (K, C, C); their sum is computed once after the last add."""
+        if self._all_ata is None:
+            self._all_ata = self._fold_ata.sum(axis=0)
             self._all_ata.flags.writeable = False  # handed out by total(): callers must not modify it
         return self._fold_ata
 
@@ -124,7 +123,7 @@ class NormalEquations:
 
     def group_rmse(self, weights, target=0):
         """Root-mean-square (unweighted) residual of every group (G,) for weights (C,) (NaN when empty)."""
-        quadratic = (np.matmul(self._ata, weights) @ weights).sum(axis=0)  # w^T A^T A w per group
+        quadratic = np.matmul(self._group_ata, weights) @ weights  # w^T A^T A w per group
         sse = (self._yty[:, :, target].sum(axis=0) - 2 * np.einsum("fgc,c->g", self._aty[:, :, :, target], weights)
                + quadratic)
         with np.errstate(invalid="ignore", divide="ignore"):
