@@ -44,6 +44,16 @@ def test_fit_extxyz_and_errors(tmp_path):
     model = tmp_path / "m.npz"
     result = runner.invoke(cli, ["fit", str(tmp_path / "train.extxyz"), "-o", str(model), *SMALL])
     assert result.exit_code == 0, result.output
+    # the polynomial kind and its options reach the model
+    polynomial = tmp_path / "p.npz"
+    result = runner.invoke(cli, ["fit", str(tmp_path / "train.extxyz"), "-o", str(polynomial), *SMALL, "--kind",
+                                 "polynomial", "--polynomial-radial", "2", "--polynomial-degree", "2",
+                                 "--transfer-radial", "1"])
+    assert result.exit_code == 0, result.output
+    loaded = PolarizationModel.load(polynomial)
+    assert loaded.fitted_kind == "polynomial" and (loaded.descriptor.polynomial_radial,
+                                                   loaded.descriptor.polynomial_degree,
+                                                   loaded.descriptor.transfer_radial) == (2, 2, 1)
     # a species the model never saw: clean message, exit code 2
     ase.io.write(tmp_path / "water.xyz", water_dimer())
     result = runner.invoke(cli, ["predict", str(model), str(tmp_path / "water.xyz"), "-o", str(tmp_path / "o.npz")])

@@ -8,7 +8,8 @@ memory than the limit (see :mod:`aiida_irspec.resources`); 130 / 143 stopped by 
 
 Documented limits of ``fit`` (checked when the options are parsed): ``--n-radial`` 1-20 (featomic's
 radial basis is singular from 24 on), ``--l-max`` 1-16, ``--cutoff`` and ``--transfer-cutoff`` above 0 and
-at most 20 Angstrom, ``--gaussian-width`` above 0 and at most 5 Angstrom, ``--n-sparse`` at least 1.
+at most 20 Angstrom, ``--gaussian-width`` above 0 and at most 5 Angstrom, ``--n-sparse`` at least 1,
+``--transfer-radial`` and ``--polynomial-radial`` 1-20, ``--polynomial-degree`` 1-4.
 """
 
 import click
@@ -142,12 +143,19 @@ def _metrics_rows(name, metrics):
               help="Atomic Gaussian width in Angstrom.")
 @click.option("--transfer-cutoff", type=Number(0, MAX_CUTOFF, min_open=True), default=None,
               help="Charge-transfer range of the monopole part (A).")
+@click.option("--transfer-radial", type=click.IntRange(1, MAX_RADIAL), default=None,
+              help="Radial channels of the charge transfer per neighbour species (default 2).")
+@click.option("--polynomial-radial", type=click.IntRange(1, MAX_RADIAL), default=None,
+              help="Kind polynomial: radial channels of the centre's densities in the polynomial (default 2).")
+@click.option("--polynomial-degree", type=click.IntRange(1, 4), default=None,
+              help="Kind polynomial: largest degree of the products of densities (default 1).")
 @click.option("--polarization-weight", type=Number(min=0), default=10.0, show_default=True,
               help="Row weight of P relative to Z entries.")
 @progress_option
 @user_errors
 def fit(training, output, validation, charges, kind, baseline, basis, n_sparse, regularization, cutoff, n_radial,
-        l_max, body_order, gaussian_width, transfer_cutoff, polarization_weight, progress):
+        l_max, body_order, gaussian_width, transfer_cutoff, transfer_radial, polynomial_radial, polynomial_degree,
+        polarization_weight, progress):
     """Fit a polarization model to Born charges (VASP OUTCAR/vasprun.xml, or extxyz with born_charges)."""
     import dataclasses
     import math
@@ -165,7 +173,10 @@ def fit(training, output, validation, charges, kind, baseline, basis, n_sparse, 
     overrides = {name: value for name, value in dict(cutoff=cutoff, n_radial=n_radial, l_max=l_max,
                                                        body_order=body_order and int(body_order),
                                                        gaussian_width=gaussian_width,
-                                                       transfer_cutoff=transfer_cutoff).items() if value is not None}
+                                                       transfer_cutoff=transfer_cutoff, transfer_radial=transfer_radial,
+                                                       polynomial_radial=polynomial_radial,
+                                                       polynomial_degree=polynomial_degree).items()
+                 if value is not None}
     descriptor = dataclasses.replace(DescriptorSettings(), **overrides)
     if regularization not in ("auto", "evidence", "cv"):
         try:
