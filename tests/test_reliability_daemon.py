@@ -30,8 +30,12 @@ def daemon_profile(request):
 
 
 def is_nve(job):
-    """True for the CalcJob of an NVE run (its MdWorkChain's ensemble)."""
-    return job.caller.inputs.ensemble.value == "nve"
+    """True for the CalcJob of an NVE run (the ensemble of the MdWorkChain above it, through the engine's
+    WorkChain)."""
+    caller = job.caller
+    while "ensemble" not in caller.inputs:
+        caller = caller.caller
+    return caller.inputs.ensemble.value == "nve"
 
 
 def launched(nodes):
