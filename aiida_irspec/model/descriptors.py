@@ -412,7 +412,7 @@ class FeatureSpace:
         W are the atom's effective weights ``sum_t mult_t(i) W_t`` of its base features (modulators held fixed).
         """
         c, n_k = coefficients, self.n_k
-        w = np.einsum("it,itf->if", self._multipliers(c), weights[index].reshape(len(index), -1, self.n_base))
+        w = self._effective_weights(c, index, weights)
         v_list, u_list = [], []
         for l, coupling in enumerate(self._couplings):
             lo = n_k + l * n_k**2
@@ -423,14 +423,31 @@ class FeatureSpace:
             u_list.append(np.einsum("mna,imk->inak", coupling, cw))
         return w[:, :n_k], v_list, u_list
 
+    def _effective_weights(self, c, index, weights):
+        """(N, n_base): every atom's weights of its base features, ``sum_t m_t(i) W[s(i), t]``."""
+        multipliers = self._multipliers(c)
+        w = np.empty((len(index), self.n_base))
+        for s in range(self.n_species):
+            rows = index == s
+            if rows.any():
+                w[rows] = multipliers[rows] @ weights[s].reshape(-1, self.n_base)
+        return w
+
     def polarization(self, atoms: Atoms, weights: np.ndarray, coefficients: list | None = None) -> np.ndarray:
-        """Learned P (3,) of one frame for weights (n_species, n_per_species)."""
+        """Learned P (3,) of one frame for weights (n_species, n_per_species).
+
+        ``P_a = sum_i f(i) . w(i)`` with the 3-body sums taken over the atoms before the coupling:
+        ``sum_{m1 m2} C_l[m1, m2, a] sum_i sum_{k1 k2} c[l][i, m1, k1] W_l(i)[k1, k2] c[l+1][i, m2, k2]``.
+        """
         index = self.species_index(atoms)
         c = coefficients if coefficients is not None else self.expand(atoms)
-        w2, v_list, _ = self._weighted(c, index, weights)
-        p = np.einsum("iak,ik->a", c[1][:, XYZ_FROM_M, :], w2)
-        for l, v in enumerate(v_list):
-            p += np.einsum("imk,imak->a", c[l], v)
+        w, n_k = self._effective_weights(c, index, weights), self.n_k
+        p = np.einsum("iak,ik->a", c[1][:, XYZ_FROM_M, :], w[:, :n_k])
+        for l, coupling in enumerate(self._couplings):
+            wl = w[:, n_k + l * n_k**2:n_k + (l + 1) * n_k**2].reshape(-1, n_k, n_k)
+            wc = np.matmul(c[l + 1], wl.transpose(0, 2, 1))  # (N, m2, k1)
+            pairs = np.matmul(c[l], wc.transpose(0, 2, 1)).sum(axis=0)  # (m1, m2)
+            p += np.tensordot(pairs, coupling, axes=([0, 1], [0, 1]))
         return p
 
     def born_charges(self, atoms: Atoms, weights: np.ndarray, expansion: tuple | None = None) -> np.ndarray:

@@ -126,9 +126,11 @@ class ChargeTransferSpace:
     def bond_sums(self, atoms, bonds=None):
         """``b_j^t`` (N, T, 3) in Angstrom."""
         centre, _, channel, f, r, _ = bonds if bonds is not None else self.bonds(atoms)
-        b = np.zeros((len(atoms), self.n_channels, 3))
-        np.add.at(b, (centre[:, None], channel), f[:, :, None] * r[:, None, :])
-        return b
+        slot = (centre[:, None] * self.n_channels + channel).ravel()  # (pair, n) -> (atom j, channel t)
+        size = len(atoms) * self.n_channels
+        terms = (f[:, :, None] * r[:, None, :]).reshape(-1, 3)
+        return np.stack([np.bincount(slot, weights=terms[:, a], minlength=size) for a in range(3)],
+                        axis=1).reshape(len(atoms), self.n_channels, 3)
 
     # ------------------------------------------------------------------ designs
     def polarization_design(self, atoms, coefficients):
