@@ -253,7 +253,8 @@ def _npy_header_of(handle):
 
 
 def trajectory_atoms(trajectory):
-    """The frames of a trajectory dict (see :func:`read_trajectory`) as a list of ``ase.Atoms``."""
+    """The frames of a trajectory dict (see :func:`read_trajectory`; or one chunk of it with ``numbers`` and
+    ``pbc``) as a list of ``ase.Atoms``."""
     import ase
 
     return [ase.Atoms(numbers=trajectory["numbers"], positions=positions, cell=cell, pbc=trajectory["pbc"])
@@ -287,8 +288,6 @@ def predict_along(model, trajectory, route="auto", batch_size=None, chunk_frames
     ``route`` (the route taken, a 0-d string array), ``numbers`` (N,) and, for periodic cells, ``volume`` (the
     mean cell volume, A^3).
     """
-    import ase
-
     if isinstance(trajectory, dict):
         trajectory = ArrayTrajectory(trajectory)
     route = choose_route(trajectory.times, trajectory.has_velocities, route)
@@ -300,8 +299,8 @@ def predict_along(model, trajectory, route="auto", batch_size=None, chunk_frames
             if periodic:
                 volume[0] += float(np.sum(np.abs(np.linalg.det(chunk["cells"]))))
             velocities = chunk["velocities"] if route == "velocity" else itertools.repeat(None)
-            for positions, cell, v in zip(chunk["positions"], chunk["cells"], velocities):
-                yield ase.Atoms(numbers=trajectory.numbers, positions=positions, cell=cell, pbc=trajectory.pbc), v
+            yield from zip(trajectory_atoms({**chunk, "numbers": trajectory.numbers, "pbc": trajectory.pbc}),
+                           velocities)
 
     kwargs = {} if batch_size is None else {"batch_size": int(batch_size)}
     if route == "velocity":
