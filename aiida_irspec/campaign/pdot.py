@@ -281,7 +281,7 @@ def choose_route(times, has_velocities, route="auto"):
 def predict_along(model, trajectory, route="auto", batch_size=None, chunk_frames=CHUNK_FRAMES):
     """Predict along a trajectory: a dict of :func:`read_trajectory` or an :class:`NpzTrajectory` /
     :class:`ArrayTrajectory` (:func:`open_trajectory`), streamed through the model ``chunk_frames`` frames at a
-    time (structures are made a frame at a time, so memory does not grow with the trajectory's length).
+    time (structures are made a chunk at a time, so memory does not grow with the trajectory's length).
 
     route: "auto" (default, :func:`choose_route`), "velocity" or "polarization". Returns arrays ``times`` (F,)
     fs, ``pdot`` (F, 3) |e| A/fs (velocity route) or ``polarization`` (F, 3) |e| A (polarization route),
