@@ -103,7 +103,10 @@ class IRSpectrumWorkChain(ProtocolMixin, FanOut, SubmitOnce, WorkChain):
         spec.input("reference_dipoles", valid_type=orm.Bool, default=lambda: orm.Bool(False),
                    help="Also record the engine's own dipole along the NVE runs and give its spectrum "
                         "(reference_spectrum): the check of the model (engines that have one: tblite).")
-        expose_closed(spec, MdWorkChain, "md", exclude=MD_OWN)
+        expose_closed(spec, MdWorkChain, "md", exclude=MD_OWN,
+                      namespace_options={"help": "The NVT run and the NVE runs: irspec.md (the engine and its "
+                                                 "settings)."})
+        spec.input_namespace("predict", help="The prediction jobs (irspec.predict_pdot) along each NVE run.")
         spec.input("predict.code", valid_type=orm.AbstractCode, help="The `aiida-irspec` Code for irspec.predict_pdot.")
         spec.input("predict.options", valid_type=orm.Dict, required=False,
                    help="metadata.options of the prediction jobs.")
