@@ -18,9 +18,18 @@ SHARED = pathlib.Path(os.environ.get("IRSPEC_SHARED", REPO.parent / "shared"))
 
 
 def pytest_configure(config):
-    """Hypothesis profile ``reliability`` (thousands of fuzz cases): loaded by ``-m reliability`` or by the
+    """Ctrl-C reaches the commands the tests start, also when pytest was started in the background by a shell
+    without job control (which starts it with SIGINT ignored, a disposition every child would inherit: the
+    signal tests would then test nothing).
+
+    Hypothesis profile ``reliability`` (thousands of fuzz cases): loaded by ``-m reliability`` or by the
     environment variable ``HYPOTHESIS_PROFILE=reliability``; the default run keeps hypothesis' defaults."""
+    import signal
+
     from hypothesis import HealthCheck, settings
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     settings.register_profile("reliability", max_examples=int(os.environ.get("IRSPEC_FUZZ_EXAMPLES", 1000)),
                               deadline=None, suppress_health_check=[HealthCheck.too_slow])
