@@ -27,7 +27,8 @@ from aiida_irspec.workflows.resumable import SubmitOnce, recover_daemon, was_sta
 
 class Sleepers(FanOut, SubmitOnce, WorkChain):
     """One unit per entry of ``jobs`` ([seconds, fails]): an add job of ``x = key`` that sleeps that long and,
-    when it fails, adds up to -1 (the add parser's exit status 410). With ``follow``, a unit whose first job
+    when it fails, adds up to -1 (the add parser's exit status 410); fails = "refused" gives it inputs of a
+    wrong type (refused at launch). With ``follow``, a unit whose first job
     succeeds goes on with a one-second ``second`` job. With ``hold`` ({"after": label, "marker": path}), the
     step that launches job ``label`` writes the file ``marker`` right after and stalls (for a worker to be
     killed in the middle of a step), unless the file exists."""
@@ -56,7 +57,8 @@ class Sleepers(FanOut, SubmitOnce, WorkChain):
         from aiida.plugins import CalculationFactory
 
         seconds, fails = self.inputs.jobs[key] if kind == "first" else (1, False)
-        node = self.submit(CalculationFactory("core.arithmetic.add"), code=self.inputs.code, x=orm.Int(key),
+        x = orm.Str("refused") if fails == "refused" else orm.Int(key)  # a wrong type: refused by the port
+        node = self.submit(CalculationFactory("core.arithmetic.add"), code=self.inputs.code, x=x,
                            y=orm.Int(-key - 1 if fails else 0),
                            metadata={"call_link_label": f"{kind}_{key}",
                                      "options": {"sleep": int(seconds), "resources": {"num_machines": 1}}})
@@ -192,6 +194,26 @@ def test_a_failure_within_the_fraction_goes_on_even_when_it_ends_first(local_cod
     assert node.outputs.failed.get_dict() == {"0": jobs["first_0"].pk}
     assert any(f"first ArithmeticAddCalculation<{jobs['first_0'].pk}> for unit 0 failed (exit 410: " in message
                and message.endswith("unit left out") for message in reports(node, caplog))
+
+
+def test_a_job_refused_at_launch_is_a_failed_unit(local_code, caplog):
+    """Units 1 and 2 of four have inputs their CalcJob refuses: no node, no exception out of the WorkChain; the
+    first is within 0.25 x 4 and is left out, the second is over it: the fan-out stops with exit 400."""
+    from aiida.engine import run_get_node
+
+    jobs_in = [[0, False], [0, "refused"], [0, False], [0, False]]
+    _, node = run_get_node(Sleepers, code=local_code, jobs=orm.List(jobs_in), max_concurrent=orm.Int(2),
+                           max_failed_fraction=orm.Float(0.25))
+    assert node.is_finished_ok, node.exit_message
+    assert sorted(one_job_each(node)) == ["first_0", "first_2", "first_3"]
+    assert node.outputs.failed.get_dict() == {"1": None}
+    assert any("first for unit 1 refused at launch (" in message for message in reports(node, caplog))
+
+    jobs_in[2] = [0, "refused"]
+    _, node = run_get_node(Sleepers, code=local_code, jobs=orm.List(jobs_in), max_concurrent=orm.Int(1),
+                           max_failed_fraction=orm.Float(0.25))
+    assert node.exit_status == 400 and node.exit_message == "2 of 3 units failed", node.exit_message
+    assert sorted(one_job_each(node)) == ["first_0"]
 
 
 def test_failures_above_the_fraction_stop_and_keep_every_result(local_code, caplog):

@@ -277,7 +277,8 @@ class ActiveLearningWorkChain(ProtocolMixin, FanOut, SubmitOnce, WorkChain):
         if self.ctx.rows:
             log = {"rows": self.ctx.rows, "holdout": self.ctx.holdout,
                    "failed_frames": sorted(map(int, self.ctx.failed)),
-                   "failed_jobs": sorted(self.ctx.failed.values()), "target_error": self.ctx.settings["target_error"],
+                   "failed_jobs": sorted(pk for pk in self.ctx.failed.values() if pk is not None),
+                   "target_error": self.ctx.settings["target_error"],
                    "converged": self.ctx.converged, "stop_reason": self.ctx.stop_reason,
                    "strategy": self.ctx.settings["strategy"], "error_estimate": self.ctx.settings["error_estimate"]}
             used = {row_key: self.ctx.models[row_key]

@@ -14,13 +14,14 @@ job, returns its node), ``job_succeeded(kind, key, node)`` (keep its results; ma
 ``too_many_failures(failed, attempted)`` (attach what there is; returns the exit code).
 
 Failures. A job that does not finish OK is reported (its exit status and message) and its unit is left out:
-``ctx.failed[str(key)]`` holds the PK of the failed job. The failure fraction is checked each time a job has
-been collected, against every unit the WorkChain has queued so far (in all its fan-outs): when
-``failed > max_failed_fraction * units``, the fan-out can no longer end within the limit even if every other
-unit succeeds, so it stops: nothing more is launched, the jobs still running are waited for and collected
-(nothing computed is lost), then ``too_many_failures(failed, attempted)`` gives the exit code, with
-``attempted`` the units that ended (succeeded or failed). A fan-out never stops when it would have ended within
-the limit, and whether it stops does not depend on the order in which its jobs finish.
+``ctx.failed[str(key)]`` holds the PK of the failed job. A job whose inputs are refused when it is launched
+(``launch_job`` raises ``ValueError``, as port validation does) fails the same way, with ``None`` for the PK. The
+failure fraction is checked each time a job has been collected or refused, against every unit the WorkChain has
+queued so far (in all its fan-outs): when ``failed > max_failed_fraction * units``, the fan-out can no longer end
+within the limit even if every other unit succeeds, so it stops: nothing more is launched, the jobs still running
+are waited for and collected (nothing computed is lost), then ``too_many_failures(failed, attempted)`` gives the
+exit code, with ``attempted`` the units that ended (succeeded or failed). A fan-out never stops when it would have
+ended within the limit, and whether it stops does not depend on the order in which its jobs finish.
 
 Waiting for any child. AiiDA's ``ToContext`` resumes a WorkChain only when ALL the children of a step have
 ended. The step here puts every running job into the context under the ``fan_out_wake`` namespace, and
@@ -147,7 +148,16 @@ class FanOut:
         while state["queue"] and len(state["running"]) < state["max_concurrent"]:
             kind, key = state["queue"].pop(0)
             state["follow_ups"] = max(state["follow_ups"] - 1, 0)
-            node = self.launch_job(kind, key)
+            try:
+                node = self.launch_job(kind, key)
+            except ValueError as error:  # its inputs were refused (plumpy's port validation): no node exists
+                self.ctx.failed[str(key)] = None
+                state["ended"] += 1
+                self.report(f"{kind} for {self.FAN_OUT_UNIT} {key} refused at launch ({error}); "
+                            f"{self.FAN_OUT_UNIT} left out")
+                if len(self.ctx.failed) > state["max_failed_fraction"] * state["units"]:
+                    break  # the next step stops the fan-out
+                continue
             state["running"].append([kind, key, node.pk])
             launched.append(f"{kind} {key}")
         if launched:
