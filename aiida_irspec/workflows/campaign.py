@@ -25,6 +25,7 @@ from aiida_irspec.workflows.active_learning import ActiveLearningWorkChain
 from aiida_irspec.workflows.ir_spectrum import IRSpectrumWorkChain, validate_temperature
 from aiida_irspec.workflows.md import MdWorkChain
 from aiida_irspec.workflows.compose import check_override_keys, expose_closed, exposed_builder_inputs
+from aiida_irspec.workflows.engine_base import plain_inputs
 from aiida_irspec.workflows.protocols import ProtocolMixin
 from aiida_irspec.workflows.resumable import SubmitOnce
 
@@ -38,19 +39,6 @@ def _validate_equilibration(value, _):
     if not 0 <= value.value <= MAX_STEPS:
         return f"equilibration: {value.value} is out of range; expected MD steps >= 0 and <= {MAX_STEPS}"
     return None
-
-
-def plain_inputs(inputs):
-    """Nested port values as plain Python values (Dict -> dict, Int -> int, ...); other nodes dropped."""
-    result = {}
-    for key, value in inputs.items():
-        if isinstance(value, orm.Dict):
-            result[key] = value.get_dict()
-        elif isinstance(value, (orm.Int, orm.Float, orm.Str, orm.Bool)):
-            result[key] = value.value
-        elif isinstance(value, dict) or hasattr(value, "items") and not isinstance(value, orm.Node):
-            result[key] = plain_inputs(value)
-    return result
 
 
 def _validate_inputs(inputs, _):

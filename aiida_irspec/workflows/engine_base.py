@@ -20,7 +20,6 @@ and whatever outputs it made are still attached); 402 ERROR_ENGINE_OUTPUT_MISSIN
 
 import collections.abc
 import functools
-import os
 
 from aiida import orm
 from aiida.engine import ToContext, WorkChain
@@ -28,20 +27,8 @@ from aiida.engine import ToContext, WorkChain
 from aiida_irspec.exceptions import InputError
 from aiida_irspec.settings import did_you_mean
 from aiida_irspec.workflows.engines import ENGINES, check_engine_inputs, engine_of_code, get_engine
-from aiida_irspec.workflows.protocols import ProtocolMixin, read_yaml, recursive_merge
+from aiida_irspec.workflows.protocols import ProtocolMixin, recursive_merge
 from aiida_irspec.workflows.resumable import SubmitOnce
-
-
-def overrides_dict(overrides):
-    """``overrides`` of a ``get_builder_from_protocol`` as a dict: None -> {}, a path -> the YAML file's mapping."""
-    if overrides is None:
-        return {}
-    if isinstance(overrides, (str, os.PathLike)):
-        overrides = read_yaml(overrides)
-    if not isinstance(overrides, collections.abc.Mapping):
-        raise InputError(f"overrides must be a mapping (or the path of a YAML file of one), got "
-                         f"{type(overrides).__name__}")
-    return dict(overrides)
 
 
 def fill_builder(builder, values, path=""):
@@ -80,6 +67,19 @@ def plain(node):
     if isinstance(node, (orm.Str, orm.Int, orm.Float, orm.Bool)):
         return node.value
     return node
+
+
+def plain_inputs(inputs):
+    """Nested port values (a namespace of nodes) as plain Python values (:func:`plain`); other nodes and
+    non-database values dropped."""
+    result = {}
+    for key, value in inputs.items():
+        if isinstance(value, orm.Node):
+            if not isinstance(plain(value), orm.Node):
+                result[key] = plain(value)
+        elif hasattr(value, "items"):
+            result[key] = plain_inputs(value)
+    return result
 
 
 def _validate_engine(value, _):
@@ -167,7 +167,7 @@ class EngineWorkChain(ProtocolMixin, SubmitOnce, WorkChain):
         :raises InputError: for an unknown protocol, input or engine, or a code of no engine.
         """
         engine = get_engine(engine) if engine is not None else engine_of_code(code)
-        inputs = cls.get_protocol_inputs(protocol, overrides_dict(overrides))
+        inputs = cls.get_protocol_inputs(protocol, overrides)
         if options:
             inputs["options"] = recursive_merge(inputs.get("options", {}), options)
         if engine_inputs:

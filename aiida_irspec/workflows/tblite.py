@@ -28,9 +28,9 @@ from aiida.engine import BaseRestartWorkChain, ExitCode, ProcessHandlerReport, p
 from aiida.engine.processes.calcjobs.calcjob import CalcJob
 
 from aiida_irspec.calculations.tblite import TbliteBornChargesCalculation, TbliteCalculation, TbliteMdCalculation
-from aiida_irspec.workflows.engine_base import fill_builder, overrides_dict
+from aiida_irspec.workflows.engine_base import fill_builder
 from aiida_irspec.workflows.engines import ENGINES
-from aiida_irspec.workflows.protocols import ProtocolMixin, recursive_merge
+from aiida_irspec.workflows.protocols import ProtocolMixin, overrides_mapping, recursive_merge
 from aiida_irspec.workflows.resumable import SubmitOnce
 
 #: Exit codes of a job that ended without its outputs for a reason that a second run may not meet.
@@ -96,7 +96,7 @@ class TbliteBaseWorkChain(ProtocolMixin, SubmitOnce, BaseRestartWorkChain):
         velocities = task_kwargs.pop("initial_velocities", None)
         settings = {key: value for key, value in task_kwargs.items() if value is not None}
         inputs = cls.get_protocol_inputs(protocol, recursive_merge({"parameters": settings},
-                                                                   overrides_dict(overrides)))
+                                                                   overrides_mapping(overrides)))
         if options:
             inputs = recursive_merge(inputs, {"calc": {"metadata": {"options": options}}})
         if velocities is not None:

@@ -11,6 +11,7 @@ level from a file of the user's own, ``~/.aiida-irspec/protocols/<tag>/NAME.yaml
 merged over the protocol's inputs key by key.
 """
 
+import collections.abc
 import os
 import pathlib
 
@@ -27,6 +28,18 @@ def read_yaml(path):
     from aiida_irspec.files import load_yaml
 
     return load_yaml(path)
+
+
+def overrides_mapping(overrides):
+    """``overrides`` of a ``get_builder_from_protocol`` as a dict: None -> {}, a path -> the YAML file's mapping."""
+    if overrides is None:
+        return {}
+    if isinstance(overrides, (str, os.PathLike)):
+        overrides = read_yaml(overrides)
+    if not isinstance(overrides, collections.abc.Mapping):
+        raise InputError(f"overrides must be a mapping (or the path of a YAML file of one), got "
+                         f"{type(overrides).__name__}")
+    return dict(overrides)
 
 
 class ProtocolMixin(_AiidaVaspProtocolMixin):
@@ -64,8 +77,7 @@ class ProtocolMixin(_AiidaVaspProtocolMixin):
 
         :raises InputError: for an unknown protocol level.
         """
-        if isinstance(overrides, (str, os.PathLike)):
-            overrides = read_yaml(overrides)
+        overrides = overrides_mapping(overrides)
         if protocol is not None:
             level, alias = cls._split_protocol_file_name(protocol)
             available = cls.get_available_protocols(alias)
