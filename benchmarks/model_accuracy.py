@@ -7,7 +7,8 @@
   (whole structures held out), training RMSE, number of columns and fit time, for the default descriptor and
   for one change at a time (no 4-body products, fewer or more angular channels, more radial functions, more
   invariants in the monopole part, more transfer channels, wider Gaussians, the former defaults); then the
-  polynomial kind with 2, 3 and 4 radial channels of densities and with products of degree 2.
+  polynomial kind with 2, 3 and 4 radial channels of densities and with products of degree 2; then larger
+  bases (n_radial 5, l_max 5, transfer_radial 3: up to 6696 columns, about 6 GB of memory).
 - Learning curves of the dipole, combined and polynomial kinds: trained on 12, 24, 36 and 48 structures
   (every fifth structure from 4 on is never trained on), RMSE of Z on those 12 held-out structures.
   ``--curves-only`` skips the variants.
@@ -44,6 +45,11 @@ VARIANTS = (  # (label, kind, descriptor changes)
     ("polynomial kind, polynomial_radial 3", "polynomial", {"polynomial_radial": 3}),
     ("polynomial kind, polynomial_radial 4", "polynomial", {"polynomial_radial": 4}),
     ("polynomial kind, polynomial_degree 2 (radial 1)", "polynomial", {"polynomial_radial": 1, "polynomial_degree": 2}),
+    ("combined kind, n_radial 5, l_max 5", "combined", {"n_radial": 5, "l_max": 5}),
+    ("polynomial kind, n_radial 5", "polynomial", {"n_radial": 5}),
+    ("polynomial kind, n_radial 5, l_max 5", "polynomial", {"n_radial": 5, "l_max": 5}),
+    ("polynomial kind, n_radial 5, l_max 5, transfer_radial 3", "polynomial",
+     {"n_radial": 5, "l_max": 5, "transfer_radial": 3}),
 )
 SIZES = (12, 24, 36, 48)
 

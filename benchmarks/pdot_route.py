@@ -10,7 +10,8 @@
   100 water-dimer structures (GFN2-xTB data of ``benchmarks/water_dimer.py``, generated on first use): the
   same species and descriptor as liquid water, so the cost per frame is that of a water model.
 - One expansion: featomic's spherical expansion (the model's calculator: cutoff, radial and angular basis of
-  the default descriptor, no gradients) of one frame per call, CPU time per frame over ``--expansion-frames``.
+  the default descriptor, no gradients) of one frame per call, CPU time per frame over ``--expansion-frames``,
+  measured before and after the runs (the lower kept: on a shared machine CPU times vary with the load).
 - ``aiida-irspec pdot MODEL TRAJECTORY`` (route auto: P only, frames 0.5 fs apart) on the whole trajectory, for
   each model, in a child process: CPU time (all threads) and wall time per frame, peak RSS; the same on the
   first ``--memory-frames`` frames (peak RSS against trajectory length); and ``--route velocity`` on the first
@@ -40,6 +41,8 @@ from zro2 import machine_line  # noqa: E402
 from aiida_irspec.model import PolarizationModel  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+#: Frames of the trajectory on which one expansion and the P route are timed alternately, in this process.
+INTERLEAVED_FRAMES = 64
 STRUCTURES = (REPO / "aiida_irspec" / "campaign" / "specs" / "structures", REPO / "workflows" / "structures")
 #: Runs a command and prints its resource usage (CPU of all its threads, peak RSS) as JSON on the last line.
 MEASURE = ("import json, resource, subprocess, sys, time; start = time.perf_counter(); "
@@ -133,6 +136,34 @@ def expansion_cost(atoms, n_frames, path):
     return (time.process_time() - cpu) / len(frames), (time.perf_counter() - wall) / len(frames)
 
 
+def interleaved_ratios(atoms, models, path, repeats=5):
+    """CPU per frame of one expansion and of the P route (``predict_along`` streaming the npz trajectory ``path``,
+    in this process) on all frames of ``path``, measured alternately ``repeats`` times, the lowest of each kept:
+    {label: seconds}, the expansion under "expansion". Less sensitive to other jobs than two separate runs."""
+    import ase
+
+    from aiida_irspec.campaign.pdot import NpzTrajectory, predict_along
+    from aiida_irspec.model import DescriptorSettings, FeatureSpace
+
+    with NpzTrajectory(path) as trajectory:
+        positions = np.concatenate([chunk["positions"] for chunk in trajectory.chunks()])
+    frames = [ase.Atoms(numbers=atoms.numbers, positions=x, cell=atoms.cell, pbc=atoms.pbc) for x in positions]
+    space = FeatureSpace(DescriptorSettings(), sorted(set(atoms.numbers.tolist())))
+    loaded = {label: PolarizationModel.load(model) for label, model in models.items()}
+    best = dict.fromkeys(["expansion", *loaded], np.inf)
+    for _ in range(repeats):
+        cpu = time.process_time()
+        for frame in frames:
+            space._calculator.compute(frame)
+        best["expansion"] = min(best["expansion"], (time.process_time() - cpu) / len(frames))
+        for label, model in loaded.items():
+            cpu = time.process_time()
+            with NpzTrajectory(path) as trajectory:
+                predict_along(model, trajectory)
+            best[label] = min(best[label], (time.process_time() - cpu) / len(frames))
+    return best
+
+
 def run_pdot(model, trajectory, output, *options):
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "RAYON_NUM_THREADS": "1"}
     executable = pathlib.Path(sys.executable).parent / "aiida-irspec"
@@ -163,32 +194,40 @@ def main():
     with tempfile.TemporaryDirectory(dir=arguments.workdir) as folder:
         folder = pathlib.Path(folder)
         files = {}
-        for n in sorted({arguments.frames, arguments.memory_frames, arguments.velocity_frames}):
+        for n in sorted({arguments.frames, arguments.memory_frames, arguments.velocity_frames, INTERLEAVED_FRAMES}):
             files[n] = folder / f"water_{n}.npz"
             write_trajectory(files[n], atoms, n)
         print(f"  trajectories written ({', '.join(map(str, files))} frames of {len(atoms)} atoms)", flush=True)
-        expansion_cpu, expansion_wall = expansion_cost(atoms, arguments.expansion_frames, files[arguments.frames])
-        print(f"  one expansion: {1e3 * expansion_cpu:.1f} ms CPU per frame", flush=True)
+        before, wall = expansion_cost(atoms, arguments.expansion_frames, files[arguments.frames])
+        print(f"  one expansion: {1e3 * before:.1f} ms CPU per frame", flush=True)
         models = water_models(folder)
-        system = "Liquid water, 64 H2O (192 atoms)" if arguments.system == "water64" else "Water dimer (6 atoms)"
-        lines += [f"{system}, frames 0.5 fs apart with velocities; one featomic spherical "
-                  f"expansion (default descriptor, no gradients, one frame per call): {1e3 * expansion_cpu:.1f} ms CPU "
-                  f"({1e3 * expansion_wall:.1f} ms wall) per frame.", "",
-                  "| model | route | frames | CPU per frame (ms) | CPU / one expansion | wall per frame (ms) "
-                  "| peak RSS (MB) |", "|---|---|---|---|---|---|---|"]
+        results = []
         for label, model in models.items():
             runs = [("auto", arguments.frames, ()), ("auto", arguments.memory_frames, ()),
                     ("velocity", arguments.velocity_frames, ("--route", "velocity"))]
             for route, n, options in runs:
                 usage = run_pdot(model, files[n], folder / "out.npz", *options)
                 with np.load(folder / "out.npz") as data:
-                    taken = str(data["route"])
-                row = (f"| {label} | {route} -> {taken} | {n} | {1e3 * usage['cpu'] / n:.1f} | "
-                       f"{usage['cpu'] / n / expansion_cpu:.2f} | {1e3 * usage['wall'] / n:.1f} | "
-                       f"{usage['rss_mb']:.0f} |")
-                lines.append(row)
-                print(row, flush=True)
-    lines += ["", "CPU and wall per frame include starting the command (imports, reading the model), about 1-2 s "
+                    results.append((label, f"{route} -> {data['route']}", n, usage))
+                print(f"  {label}, {results[-1][1]}, {n} frames: {1e3 * usage['cpu'] / n:.1f} ms CPU per frame, "
+                      f"peak RSS {usage['rss_mb']:.0f} MB", flush=True)
+        after, _ = expansion_cost(atoms, arguments.expansion_frames, files[arguments.frames])
+        ratios = interleaved_ratios(atoms, models, files[INTERLEAVED_FRAMES])
+    expansion = min(before, after)
+    system = "Liquid water, 64 H2O (192 atoms)" if arguments.system == "water64" else "Water dimer (6 atoms)"
+    lines += [f"{system}, frames 0.5 fs apart with velocities; one featomic spherical expansion (default descriptor, "
+              f"no gradients, one frame per call): {1e3 * before:.1f} ms CPU before the runs ({1e3 * wall:.1f} ms "
+              f"wall), {1e3 * after:.1f} ms after; the ratios use the lower.", "",
+              "| model | route | frames | CPU per frame (ms) | CPU / one expansion | wall per frame (ms) "
+              "| peak RSS (MB) |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {label} | {route} | {n} | {1e3 * usage['cpu'] / n:.1f} | {usage['cpu'] / n / expansion:.2f} | "
+              f"{1e3 * usage['wall'] / n:.1f} | {usage['rss_mb']:.0f} |" for label, route, n, usage in results]
+    routes = "; ".join(f"{label} {1e3 * value:.1f} ms ({value / ratios['expansion']:.2f} x)"
+                       for label, value in ratios.items() if label != "expansion")
+    lines += ["", f"In this process, the P route (route auto, streaming an npz of {INTERLEAVED_FRAMES} frames) and one "
+              f"expansion measured alternately (lowest of 5): one expansion {1e3 * ratios['expansion']:.1f} ms CPU "
+              f"per frame; {routes}.",
+              "", "CPU and wall per frame of the command include starting it (imports, reading the model), about 1-2 s "
               "per run in all.", f"load at the end: {os.getloadavg()[0]:.1f}"]
     text = "\n".join(lines) + "\n"
     print(text)
