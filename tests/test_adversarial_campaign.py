@@ -70,6 +70,27 @@ def engines_under(folder):
     return found
 
 
+def alive(process):
+    """Whether ``process`` (psutil) still runs: an exited process that its parent has not reaped yet (a zombie;
+    PID 1 reaps orphans when it gets to them) does not."""
+    import psutil
+
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def no_engine_left(workdir, seen, seconds=10):
+    """True once no engine process runs under ``workdir`` and none of ``seen`` runs, within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while any(map(alive, engines_under(workdir) + list(seen))):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def invoke(*arguments):
     from aiida_irspec.cli import cli
 
@@ -115,8 +136,7 @@ def test_signal_stops_the_campaign_and_every_engine(aiida_profile, campaign_file
     assert "Traceback" not in out + err and "Task exception" not in err, err
     assert [line for line in err.splitlines() if line.startswith("Error:")] == [
         next(line for line in err.splitlines() if line.startswith("Error: campaign <"))]
-    time.sleep(1)
-    assert engines_under(workdir) == [] and not any(p.is_running() for p in running)
+    assert no_engine_left(workdir, running), [(p.pid, p.cmdline()) for p in running if alive(p)]
     node = assert_interrupted(label, name)
     report = invoke("campaign", "report", node.pk, "-o", tmp_path / "report")
     assert report.exit_code == 4 and "interrupted by" in report.output
@@ -128,8 +148,7 @@ def test_a_second_signal_stops_at_once(aiida_profile, campaign_file):
     path, label, computer = campaign_file()
     code, out, err, running, workdir = run_and_signal(aiida_profile, path, computer, signal.SIGINT, twice=True)
     assert code == 130 and "Traceback" not in out + err and "Task exception" not in err, err
-    time.sleep(1)
-    assert engines_under(workdir) == []
+    assert no_engine_left(workdir, running)
     assert_interrupted(label, "SIGINT")
 
 
