@@ -154,6 +154,22 @@ def test_normalisation_follows_the_structure():
     assert tree["spectrum"]["analysis"]["volume"] == pytest.approx(cell.get_volume())
 
 
+def test_a_section_that_is_no_mapping_is_named_not_a_traceback(tmp_path):
+    """Found by the fuzzing of campaign files: ``spectrum.analysis`` (or ``spectrum``) given as text."""
+    import shutil
+
+    from aiida_irspec.workflows.campaign import validate_campaign_file
+
+    good = yaml.safe_load(PACKAGED["water_dimer_tblite"].read_text())
+    shutil.copytree(PACKAGED["water_dimer_tblite"].parent / "structures", tmp_path / "structures")
+    for spectrum, says in [({**good["spectrum"], "analysis": "mo"}, "spectrum.analysis: expected a mapping"),
+                           (3, "spectrum: expected a mapping")]:
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump({**good, "spectrum": spectrum}))
+        with pytest.raises(InputError, match=says):
+            validate_campaign_file(path)
+
+
 def test_launch_keys_are_checked(tmp_path):
     good = yaml.safe_load(PACKAGED["water_dimer_tblite"].read_text())
     for change, says in [({"codes": {"engine": "tblite@localhost", "predcit": "x"}}, "codes.predcit: unknown key"),

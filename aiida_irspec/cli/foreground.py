@@ -255,6 +255,8 @@ class ForegroundRun:
                         raise
                 if self.signal_name is not None:
                     self._finish_kill()
+                else:
+                    self._update_progress()  # the last counts: the poll may not have run since the last job ended
         except KeyboardInterrupt:  # a second signal: stop at once
             self.signal_name = self.signal_name or "SIGINT"
             self._stop_at_once()
@@ -279,12 +281,19 @@ class ForegroundRun:
         """Counts for the progress line, every POLL_SECONDS from the event loop (the database is read only here)."""
         if self.progress is None or self.counts is None or self.top.has_terminated():
             return
+        if self._update_progress():
+            self.runner.loop.call_later(POLL_SECONDS, self._poll)
+
+    def _update_progress(self):
+        """Give the progress line the campaign's counts now; False (and a note) when they cannot be read."""
+        if self.progress is None or self.counts is None:
+            return False
         try:
             self.progress.update(self.counts(self.top.node))
         except Exception as error:  # a report must never stop the campaign
             self.progress.note(f"(progress line unavailable: {error})")
-            return
-        self.runner.loop.call_later(POLL_SECONDS, self._poll)
+            return False
+        return True
 
     # ------------------------------------------------------------------ stopping
     def _on_signal(self, number, frame):

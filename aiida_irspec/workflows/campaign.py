@@ -105,6 +105,8 @@ class CampaignWorkChain(ProtocolMixin, SubmitOnce, WorkChain):
         check_override_keys(cls, tree)
         for stage, process in (("sampling", MdWorkChain), ("learning", ActiveLearningWorkChain),
                                ("spectrum", IRSpectrumWorkChain)):
+            if not isinstance(tree.get(stage) or {}, dict):
+                raise InputError(f"{stage}: expected a mapping, found {type(tree[stage]).__name__}")
             tree[stage] = process.get_protocol_inputs(level, tree.get(stage))
         return tree
 
