@@ -126,8 +126,8 @@ def write_results(node, folder):
               show_default=True, help="Folder for the report: spectrum, plots, tables and provenance graph.")
 @user_errors
 def demo(spec, output):
-    """Set up AiiDA if needed and run the water-dimer IR campaign on tblite (about 5 min on 2 cores; a second
-    run takes every job from the cache, about 80 s): profile (the global `-p`, else the default profile, else a
+    """Set up AiiDA if needed and run the water-dimer IR campaign on tblite (about 4 min on 2 cores; a second
+    run takes every job from the cache, under 2 min): profile (the global `-p`, else the default profile, else a
     new 'irspec-demo'), computer `localhost`, codes `tblite@localhost` and `irspec@localhost`; the report in
     OUTPUT. Ctrl-C stops the campaign and its jobs (exit 130)."""
     import time
