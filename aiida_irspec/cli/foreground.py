@@ -227,7 +227,11 @@ class ForegroundRun:
         from aiida.engine.utils import loop_scope
         from aiida.manage import get_manager
 
-        runner = get_manager().get_runner()
+        manager = get_manager()
+        own_runner = manager._runner is None  # noqa: SLF001 - aiida-core has no public "is there a runner"
+        # A runner of our own needs no broker: the campaign runs in this interpreter and the signal handlers below
+        # kill its processes directly (a ZeroMQ profile's broker would otherwise have to be started first).
+        runner = manager.get_runner(communicator=None) if own_runner else manager.get_runner()
         self.runner = runner
         original = runner.instantiate_process
 
@@ -266,6 +270,8 @@ class ForegroundRun:
             runner.instantiate_process = original
             gc.collect()  # the killed processes' tasks report their exceptions now, to the handler below
             runner.loop.set_exception_handler(loop_handler)
+            if own_runner:  # the next process of this interpreter (a submit) gets the profile's own runner
+                manager._runner = None  # noqa: SLF001
         return self.top.node
 
     def _on_loop_exception(self, loop, context):

@@ -1046,6 +1046,10 @@ class _OutcarFrames:
                 frames.missing_steps.append(self.number)
             return
         positions, cell = step[kind]
+        volume = np.linalg.det(np.array(cell, dtype=float)) if np.all(np.isfinite(cell)) else np.nan
+        if not abs(volume) > 1e-6:  # also NaN: the step's positions could not be put in its cell
+            raise MalformedFileError(self.path, None, f"lattice vectors spanning a volume in ionic step {self.number}",
+                                     f"a cell of volume {volume:.3g} A^3")
         frames.fractional.append(np.linalg.solve(np.array(cell).T, np.array(positions).T).T)
         frames.cells.append(cell)
         frames.steps.append(self.number)
