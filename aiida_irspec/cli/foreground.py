@@ -20,9 +20,11 @@ the CalcJobs still alive are cancelled directly and their process nodes marked k
 """
 
 import asyncio
+import functools
 import gc
 import logging
 import signal
+import sys
 import threading
 import time
 
@@ -117,8 +119,11 @@ class Progress(logging.Handler):
     def update(self, counts):
         """New counts (from the event loop)."""
         with self.lock:
+            previous = self.counts["stage"] if self.counts else None
             self.counts = counts
             self.stage_started.setdefault(counts["stage"], time.monotonic())
+            if not self.tty and not self.quiet and previous not in (None, counts["stage"]):
+                self.err.write(f"progress: {self.line(previous)}\n")  # the stage that ended, with its last counts
             if not self.tty:  # a log: a line when a job ends, a stage or a step starts (not when one is launched)
                 jobs = counts["jobs"].get(counts["stage"])
                 key = (counts["stage"], jobs[1:3] if jobs else None, self.activity and self.activity[0])
@@ -129,14 +134,16 @@ class Progress(logging.Handler):
             else:
                 self._draw()
 
-    def line(self):
-        """The status line: stage, jobs done/failed/running of the planned ones, time in the stage, estimate."""
+    def line(self, stage=None):
+        """The status line: stage (default: the current one), jobs done/failed/running of the planned ones, time in
+        the stage, estimate."""
         counts = self.counts
         if counts is None:
             return "starting"
         now = time.monotonic()
-        stage = counts["stage"]
-        parts = [f"stage {counts['stage_number']}/3 {stage}"]
+        stage = stage or counts["stage"]
+        number = list(counts["jobs"]).index(stage) + 1 if stage in counts["jobs"] else counts["stage_number"]
+        parts = [f"stage {number}/3 {stage}"]
         jobs = counts["jobs"].get(stage)
         if jobs is not None:
             kind, done, failed, running, planned = jobs
@@ -210,6 +217,19 @@ class Progress(logging.Handler):
             self._draw()
 
 
+def _interrupt():
+    """A loop callback: the second signal's KeyboardInterrupt, raised between two callbacks of the event loop."""
+    raise KeyboardInterrupt
+
+
+def _quiet_interrupt(hook, unraisable):
+    """``sys.unraisablehook`` while a campaign runs: the KeyboardInterrupt of a second Ctrl-C that lands in a
+    finalizer or a garbage-collection callback is expected (the run stops at once), not a traceback to print."""
+    if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+        return
+    hook(unraisable)
+
+
 class ForegroundRun:
     """Run a process builder in this interpreter's runner until it ends, with :class:`Progress` and a clean
     stop on SIGINT / SIGTERM (see the module docstring). :meth:`run` returns the process node; ``signal_name``
@@ -221,6 +241,7 @@ class ForegroundRun:
         self.counts = counts  # node -> dict for Progress.update, or None
         self.instances = {}  # pk -> process instance, in creation order
         self.signal_name = None
+        self.killing = False  # the processes are being killed (after the first signal)
 
     # ------------------------------------------------------------------ running
     def run(self):
@@ -242,6 +263,8 @@ class ForegroundRun:
 
         runner.instantiate_process = instantiate_and_record
         handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+        unraisable = sys.unraisablehook
+        sys.unraisablehook = functools.partial(_quiet_interrupt, unraisable)
         loop_handler = runner.loop.get_exception_handler()
         runner.loop.set_exception_handler(self._on_loop_exception)
         try:
@@ -267,6 +290,7 @@ class ForegroundRun:
         finally:
             for number, handler in handlers.items():
                 signal.signal(number, handler)
+            sys.unraisablehook = unraisable
             runner.instantiate_process = original
             gc.collect()  # the killed processes' tasks report their exceptions now, to the handler below
             runner.loop.set_exception_handler(loop_handler)
@@ -279,8 +303,10 @@ class ForegroundRun:
         expected: its process says it was killed. Anything else goes to the default handler."""
         from plumpy.process_states import KillInterruption
 
-        if self.signal_name is not None and isinstance(context.get("exception"), (KillInterruption, KeyboardInterrupt)):
-            return
+        if self.signal_name is not None and (
+                isinstance(context.get("exception"), (KillInterruption, KeyboardInterrupt))
+                or str(context.get("message", "")).startswith("Task exception was never retrieved")):
+            return  # after a signal: a task of a process that the kill ended mid-step (its node says killed)
         loop.default_exception_handler(context)
 
     def _poll(self):
@@ -304,8 +330,11 @@ class ForegroundRun:
     # ------------------------------------------------------------------ stopping
     def _on_signal(self, number, frame):
         name = signal.Signals(number).name
-        if self.signal_name is not None:
-            raise KeyboardInterrupt  # the second one
+        if self.signal_name is not None:  # the second one: stop at once
+            if self.killing:  # the kills write to the database: interrupt between two of the loop's callbacks
+                self.runner.loop.call_soon_threadsafe(_interrupt)
+                return
+            raise KeyboardInterrupt  # the loop is held by a step: interrupt it where it is
         self.signal_name = name
         self._say(f"{name}: stopping the campaign and every job under it (send it again to stop at once) ...")
         self.runner.loop.call_soon_threadsafe(self._kill_workflows)
@@ -328,6 +357,7 @@ class ForegroundRun:
         to minutes for a job that has already ended)."""
         from aiida_irspec.cli.campaign import cancel_scheduler_job
 
+        self.killing = True
         message = interrupted_status(self.signal_name)
         for instance in self._alive("workflow"):
             instance.kill(msg_text=message)
