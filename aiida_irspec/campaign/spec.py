@@ -246,7 +246,7 @@ def fill_normalisation(tree, atoms):
     from aiida_irspec.spectra.settings import normalisation_of
 
     spectrum = tree.setdefault("spectrum", {})
-    if not isinstance(spectrum, dict) or not isinstance(spectrum.get("analysis") or {}, dict):
+    if not isinstance(spectrum.get("analysis") or {}, dict):
         return []  # not a mapping: campaign_problems names it
     analysis = dict(spectrum.get("analysis") or {})
     if analysis.get("volume") is None and analysis.get("molecules") is None:

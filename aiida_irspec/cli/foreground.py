@@ -122,17 +122,20 @@ class Progress(logging.Handler):
             previous = self.counts["stage"] if self.counts else None
             self.counts = counts
             self.stage_started.setdefault(counts["stage"], time.monotonic())
-            if not self.tty and not self.quiet and previous not in (None, counts["stage"]):
-                self.err.write(f"progress: {self.line(previous)}\n")  # the stage that ended, with its last counts
-            if not self.tty:  # a log: a line when a job ends, a stage or a step starts (not when one is launched)
-                jobs = counts["jobs"].get(counts["stage"])
-                key = (counts["stage"], jobs[1:3] if jobs else None, self.activity and self.activity[0])
-                if key != self.printed and not self.quiet:
-                    self.printed = key
-                    self.err.write(f"progress: {self.line()}\n")
-                    self.err.flush()
-            else:
+            if self.tty:
                 self._draw()
+                return
+            if self.quiet:
+                return
+            # a log: a line when a job ends, a stage or a step starts (not when one is launched)
+            if previous not in (None, counts["stage"]):
+                self.err.write(f"progress: {self.line(previous)}\n")  # the stage that ended, with its last counts
+            jobs = counts["jobs"].get(counts["stage"])
+            key = (counts["stage"], jobs[1:3] if jobs else None, self.activity and self.activity[0])
+            if key != self.printed:
+                self.printed = key
+                self.err.write(f"progress: {self.line()}\n")
+            self.err.flush()
 
     def line(self, stage=None):
         """The status line: stage (default: the current one), jobs done/failed/running of the planned ones, time in
@@ -311,9 +314,7 @@ class ForegroundRun:
 
     def _poll(self):
         """Counts for the progress line, every POLL_SECONDS from the event loop (the database is read only here)."""
-        if self.progress is None or self.counts is None or self.top.has_terminated():
-            return
-        if self._update_progress():
+        if not self.top.has_terminated() and self._update_progress():
             self.runner.loop.call_later(POLL_SECONDS, self._poll)
 
     def _update_progress(self):

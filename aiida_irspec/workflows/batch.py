@@ -95,7 +95,7 @@ class FanOut:
         self.ctx.pop(WAKE, None)  # placeholders and nodes of earlier wake-ups: the database says what ended
         self._fan_out_collect(state)
         units, failed = state["units"], len(self.ctx.failed)
-        if not state["stopping"] and failed > state["max_failed_fraction"] * units:
+        if not state["stopping"] and self._over_the_limit(state):
             state["stopping"] = True
             self.report(f"{failed} of {units} {self.FAN_OUT_UNIT}s failed, more than the allowed fraction "
                         f"{state['max_failed_fraction']}: stopping; waiting for the {len(state['running'])} "
@@ -142,6 +142,10 @@ class FanOut:
                             f"({status}); {self.FAN_OUT_UNIT} left out")
         state["running"] = still_running
 
+    def _over_the_limit(self, state):
+        """More units failed than ``max_failed_fraction`` of all units queued: the fan-out cannot end within it."""
+        return len(self.ctx.failed) > state["max_failed_fraction"] * state["units"]
+
     def _fan_out_launch(self, state):
         """Launch queued jobs until ``max_concurrent`` run."""
         launched = []
@@ -155,7 +159,7 @@ class FanOut:
                 state["ended"] += 1
                 self.report(f"{kind} for {self.FAN_OUT_UNIT} {key} refused at launch ({error}); "
                             f"{self.FAN_OUT_UNIT} left out")
-                if len(self.ctx.failed) > state["max_failed_fraction"] * state["units"]:
+                if self._over_the_limit(state):
                     break  # the next step stops the fan-out
                 continue
             state["running"].append([kind, key, node.pk])

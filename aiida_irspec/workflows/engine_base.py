@@ -75,8 +75,9 @@ def plain_inputs(inputs):
     result = {}
     for key, value in inputs.items():
         if isinstance(value, orm.Node):
-            if not isinstance(plain(value), orm.Node):
-                result[key] = plain(value)
+            value = plain(value)
+            if not isinstance(value, orm.Node):
+                result[key] = value
         elif hasattr(value, "items"):
             result[key] = plain_inputs(value)
     return result
