@@ -97,9 +97,10 @@ def invoke(*arguments):
     return CliRunner().invoke(cli, list(map(str, arguments)))
 
 
-def run_and_signal(profile, path, computer, number, twice=False):
-    """Start `campaign run` as a process, signal it as soon as an engine job of its campaign runs; returns
-    (exit code, stdout, stderr, the engine processes running when it was signalled)."""
+def run_and_signal(profile, path, computer, number, twice=None):
+    """Start `campaign run` as a process, signal it as soon as an engine job of its campaign runs (and again
+    ``twice`` seconds later); returns (exit code, stdout, stderr, the engine processes running when it was
+    signalled)."""
     workdir = computer.get_workdir().split("{username}")[0]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}  # AIIDA_PATH: the test's config
     process = subprocess.Popen([CLI, "-p", profile.name, "campaign", "run", str(path)], env=env,
@@ -109,8 +110,8 @@ def run_and_signal(profile, path, computer, number, twice=False):
         time.sleep(0.2)
     assert running, "no engine process started"
     process.send_signal(number)
-    if twice:
-        time.sleep(0.3)
+    if twice is not None:
+        time.sleep(twice)
         process.send_signal(number)
     out, err = process.communicate(timeout=600)
     return process.returncode, out, err, running, workdir
@@ -144,9 +145,10 @@ def test_signal_stops_the_campaign_and_every_engine(aiida_profile, campaign_file
 
 
 @pytest.mark.reliability
-def test_a_second_signal_stops_at_once(aiida_profile, campaign_file):
+@pytest.mark.parametrize("delay", [0.3, 1.0])  # during the kills, or once they have ended (a late signal: ignored)
+def test_a_second_signal_stops_at_once(aiida_profile, campaign_file, delay):
     path, label, computer = campaign_file()
-    code, out, err, running, workdir = run_and_signal(aiida_profile, path, computer, signal.SIGINT, twice=True)
+    code, out, err, running, workdir = run_and_signal(aiida_profile, path, computer, signal.SIGINT, twice=delay)
     assert code == 130 and "Traceback" not in out + err and "Task exception" not in err, err
     assert no_engine_left(workdir, running)
     assert_interrupted(label, "SIGINT")

@@ -505,6 +505,20 @@ def test_mlff_outcar_dft_and_ml_steps(md_dir):
     assert trajectory.kinetic_energy[0] == 0.000027
 
 
+@pytest.mark.parametrize("line", ["free  energy ML TOTEN", "free  energy   TOTEN", "kinetic energy EKIN"])
+def test_md_outcar_energy_line_without_its_value(md_dir, tmp_path, line):
+    """An energy line of an MD OUTCAR cut before its '=' (found by the long fuzz): MalformedFileError naming
+    the file, the line and what was expected, not an IndexError."""
+    from aiida_irspec.io.vasp import read_trajectory
+
+    text = (md_dir / "dpdata-OUTCAR.ch4.ml/OUTCAR.ch4.ml").read_text()
+    start = text.index(line, text.index("POSITION"))
+    damaged = tmp_path / "OUTCAR"
+    damaged.write_text(text[:start] + line + text[text.index("\n", start):])
+    with pytest.raises(MalformedFileError, match=f"{damaged}.*line {text[:start].count(chr(10)) + 1}"):
+        read_trajectory(damaged)
+
+
 def test_outcar_nwrite0_gaps_reported(md_dir):
     """NWRITE = 0 prints positions for steps 1 and 10 only: two frames, steps 2-9 listed as missing, no
     velocities; the two frames equal the same run's vasprun.xml."""

@@ -16,7 +16,8 @@ then every CalcJob, whose kill cancels its scheduler job (the direct scheduler k
 tree: no engine process survives). Every process ends ``killed`` with the status "interrupted by SIGINT during
 the foreground run"; nothing computed is lost (finished jobs keep their outputs and stay in the cache). A second
 signal, or a kill that has not ended within :data:`KILL_TIMEOUT` seconds, stops at once: the scheduler jobs of
-the CalcJobs still alive are cancelled directly and their process nodes marked killed.
+the CalcJobs still alive are cancelled directly and their process nodes marked killed. Once the run has stopped,
+both signals are ignored: the command is exiting with 128 + the number of the first one.
 """
 
 import asyncio
@@ -291,12 +292,12 @@ class ForegroundRun:
             self.signal_name = self.signal_name or "SIGINT"
             self._stop_at_once()
         finally:
-            for number, handler in handlers.items():
-                signal.signal(number, handler)
-            sys.unraisablehook = unraisable
             runner.instantiate_process = original
-            gc.collect()  # the killed processes' tasks report their exceptions now, to the handler below
+            gc.collect()  # the killed processes' tasks report their exceptions now, to the handlers above
             runner.loop.set_exception_handler(loop_handler)
+            for number, handler in handlers.items():  # after a signal, a late one finds the command exiting: ignored
+                signal.signal(number, handler if self.signal_name is None else signal.SIG_IGN)
+            sys.unraisablehook = unraisable
             if own_runner:  # the next process of this interpreter (a submit) gets the profile's own runner
                 manager._runner = None  # noqa: SLF001
         return self.top.node

@@ -424,7 +424,7 @@ class _OutcarParser:
 
     def _ints_after_equals(self, index, what):
         try:
-            values = [int(word) for word in self.lines[index].split("=", 1)[1].split()]
+            values = [int(word) for word in self.lines[index].partition("=")[2].split()]
         except ValueError:
             raise MalformedFileError(self.path, index + 1, what, self.lines[index].strip()) from None
         if not values or min(values) <= 0:
@@ -1010,14 +1010,14 @@ class _OutcarFrames:
             self.step["ml" if "(ML)" in stripped else "dft"] = (positions, self.cell)
         elif stripped.startswith((self._ML_ENERGY, self._DFT_ENERGY)):
             kind = "ml" if stripped.startswith(self._ML_ENERGY) else "dft"
-            self.step[f"energy_{kind}"] = _parse_floats(self.path, lineno, stripped.split("=", 1)[1].replace(
-                "eV", ""), 1, "an energy")[0]
+            self.step[f"energy_{kind}"] = _parse_floats(self.path, lineno, stripped.partition("=")[2].replace(
+                "eV", ""), 1, "an energy", stripped)[0]
             if kind == "dft" and not self.headers and not self.md:  # a relaxation step ends with its energy
                 self.number += 1
                 self._close(frames)
         elif stripped.startswith("kinetic energy EKIN"):
-            self.step["kinetic"] = _parse_floats(self.path, lineno, stripped.split("=", 1)[1], 1,
-                                                 "the kinetic energy")[0]
+            self.step["kinetic"] = _parse_floats(self.path, lineno, stripped.partition("=")[2], 1,
+                                                 "the kinetic energy", stripped)[0]
             if not self.headers:  # an MD step ends with its kinetic energy
                 self.number += 1
                 self._close(frames)
