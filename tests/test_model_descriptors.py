@@ -128,6 +128,23 @@ def test_batched_expansion_equals_single():
             np.testing.assert_array_equal(g.own[l], g1.own[l])
 
 
+@pytest.mark.parametrize("gradients", [False, True], ids=["P", "Z"])
+def test_expansions_do_not_leak(gradients):
+    """Memory stays flat over many expansions (a long trajectory streamed through): the resident memory grows by
+    less than 8 MB over 400 expansions of a 12-atom cell after a warm-up. Reading featomic's blocks through
+    metatensor's Labels without freeing them grew it by about 35 kB an expansion with gradients here."""
+    import psutil
+
+    space = FeatureSpace(DescriptorSettings(n_radial=3, l_max=3), [8, 40])
+    frames = [fluorite(seed) for seed in range(4)]
+    process = psutil.Process()
+    for k in range(450):
+        space.expand_many([frames[k % 4]], gradients)
+        if k == 49:
+            start = process.memory_info().rss
+    assert process.memory_info().rss - start < 8e6
+
+
 def test_gradients_of_neighbours_in_their_species_channels_sum_to_minus_the_centre_gradient(case):
     """Translation invariance, d c[i] / d x_i = -sum_{j != i} d c[i] / d x_j, with each neighbour's gradient kept
     in its own species' channels only: a neighbour's gradient in another species' channels would break the sum."""

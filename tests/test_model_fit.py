@@ -37,7 +37,7 @@ def known():
 @pytest.fixture(scope="module")
 def fitted(known):
     _, _, train, _, (born, _), _ = known
-    return PolarizationModel(SETTINGS, regularization=1e-12).fit(train, born)
+    return PolarizationModel(SETTINGS, kind="dipole", regularization=1e-12).fit(train, born)
 
 
 def test_recovers_known_model_to_round_off(known, fitted):
@@ -53,7 +53,7 @@ def test_recovers_known_model_to_round_off(known, fitted):
 
 def test_fit_to_polarization_and_both(known):
     _, _, train, test, (born, pol), (born_test, pol_test) = known
-    model = PolarizationModel(SETTINGS, regularization=1e-12)
+    model = PolarizationModel(SETTINGS, kind="dipole", regularization=1e-12)
     model.fit(train, born[:4] + [None] * 8, pol, weights={"polarization": 10.0})
     np.testing.assert_allclose(model.predict_born_charges(test), np.array(born_test), atol=1e-6)
     assert model.metrics["n_polarizations"] == 12 and "polarization_rmse" in model.metrics["training"]
@@ -63,7 +63,7 @@ def test_data_chosen_regularisation(known):
     _, _, train, test, (born, _), (born_test, _) = known
     noisy = [z + np.random.default_rng(k).normal(scale=0.02, size=z.shape) for k, z in enumerate(born)]
     for method in ("evidence", "cv"):
-        model = PolarizationModel(SETTINGS, regularization=method).fit(train, noisy)
+        model = PolarizationModel(SETTINGS, kind="dipole", regularization=method).fit(train, noisy)
         assert model.metrics["regularization"]["method"] == method
         error = np.sqrt(np.mean((model.predict_born_charges(test) - np.array(born_test)) ** 2))
         assert error < 0.02, (method, error)
@@ -141,7 +141,7 @@ def test_pdot_routes_agree(fitted, known):
 def test_uncertainty_and_sparse_basis(known):
     _, _, train, test, (born, _), _ = known
     noisy = [z + np.random.default_rng(k).normal(scale=0.02, size=z.shape) for k, z in enumerate(born)]
-    model = PolarizationModel(SETTINGS, basis="sparse", n_sparse=10).fit(train, noisy)
+    model = PolarizationModel(SETTINGS, kind="dipole", basis="sparse", n_sparse=10).fit(train, noisy)
     assert model.metrics["n_parameters"] <= 2 * 3 * 10
     assert set(model.references) == {8, 40} and model.references[8].shape == (10, 3, model._space.density.n_per_species)
     sigma = model.uncertainty(test + [fluorite(200, rattle=0.4)])
@@ -186,7 +186,7 @@ def test_molecule_baseline_chosen_by_validation():
     frames = [water_dimer(seed, rattle=0.08) for seed in range(12)]
     mean = {1: 0.3, 8: -0.6}
     born, _ = synthetic(frames, space, weights, mean)
-    model = PolarizationModel(SETTINGS, regularization=1e-10).fit(frames, born)
+    model = PolarizationModel(SETTINGS, kind="dipole", regularization=1e-10).fit(frames, born)
     names = [choice["baseline"] for choice in model.metrics["baseline_selection"]]
     assert set(names) >= {"zero", "mean"}
     errors = {choice["baseline"]: choice["cv_rmse"] for choice in model.metrics["baseline_selection"]}
@@ -194,14 +194,22 @@ def test_molecule_baseline_chosen_by_validation():
     assert abs(sum(model.charges[z] for z in frames[0].numbers)) < 1e-12
 
 
-def test_normal_equation_groups_and_weights():
-    """Per-group metrics and weighted fold totals equal direct computations."""
+@pytest.mark.parametrize("derived", [0, 1, 2])
+def test_normal_equation_groups_and_weights(derived):
+    """Per-group metrics and weighted fold totals equal direct computations, whichever group's A^T A is derived
+    from the total; the sums are symmetric, also when rows are added after they were read."""
     rng = np.random.default_rng(6)
     blocks = [(rng.normal(size=(7, 4)), rng.normal(size=7), k % 2, k % 3) for k in range(9)]
-    normal = NormalEquations(4, n_folds=2, n_groups=3)
+    normal = NormalEquations(4, n_folds=2, n_groups=3, derived_group=derived)
     weight = {0: 1.0, 1: 1.0, 2: 10.0}
-    for a, y, fold, group in blocks:
+    for a, y, fold, group in blocks[:-1]:
         normal.add(a, y, fold=fold, group=group, weight=weight[group])
+    normal.total()
+    a, y, fold, group = blocks[-1]
+    normal.add(a, y, fold=fold, group=group, weight=weight[group])
+    ata = normal.total()[0]
+    np.testing.assert_array_equal(ata, ata.T)
+    np.testing.assert_allclose(ata, sum(weight[g] * a.T @ a for a, _, _, g in blocks), rtol=1e-12)
     w = rng.normal(size=4)
     for g in range(3):
         rows = [(a, y) for a, y, _, group in blocks if group == g]

@@ -110,16 +110,23 @@ class ChargeTransferSpace:
         """Transfer pairs: centre, neighbour (P,), channel of each (P, n) radial term, f (P, n), r = x_c - x_n
         (P, 3) Angstrom, df/dr (P, n) per Angstrom. Pairs in the order of (centre, neighbour, periodic image)."""
         centre, neighbour, shift = self._candidates.pairs(atoms)
-        r = atoms.positions[centre] - atoms.positions[neighbour] - shift @ atoms.cell.array
-        distance = np.linalg.norm(r, axis=1)
+        positions = atoms.positions
+        r = positions[centre] - positions[neighbour]
+        if atoms.pbc.any():
+            r -= shift @ atoms.cell.array
+        distance = np.sqrt(np.einsum("pa,pa->p", r, r))
         inside = distance < self.transfer_cutoff
         centre, neighbour, r = centre[inside], neighbour[inside], r[inside]
         x = distance[inside] / self.transfer_cutoff
         cutoff, slope = 0.5 * (1 + np.cos(np.pi * x)), -0.5 * np.pi * np.sin(np.pi * x)
         n = np.arange(self.n_transfer)
-        power = x[:, None] ** n
+        power = np.ones((len(x), self.n_transfer))  # x^n; its derivative n x^(n-1)
+        lowered = np.zeros((len(x), self.n_transfer))
+        for k in range(1, self.n_transfer):
+            power[:, k] = power[:, k - 1] * x
+            lowered[:, k] = k * power[:, k - 1]
         f = cutoff[:, None] * power
-        df = (slope[:, None] * power + cutoff[:, None] * n * x[:, None] ** np.maximum(n - 1, 0)) / self.transfer_cutoff
+        df = (slope[:, None] * power + cutoff[:, None] * lowered) / self.transfer_cutoff
         channel = self.density.species_index(atoms)[neighbour][:, None] * self.n_transfer + n
         return centre, neighbour, channel, f, r, df
 
@@ -156,8 +163,8 @@ class ChargeTransferSpace:
         pairs = gradients.pairs
         for s, rows, starts in species_segments(index[pairs[:, 0]], pairs[:, 1], n_species, n_atoms):
             centres = pairs[rows, 0]
-            out = segment_contract(b[centres].reshape(len(centres), 1, -1),
-                                   by_neighbour[rows].reshape(len(centres), 1, -1), starts)  # (N, (t, a), (b, F))
+            out = segment_contract(b.reshape(n_atoms, 1, -1), by_neighbour[rows].reshape(len(centres), 1, -1), starts,
+                                   centres)  # (N, (t, a), (b, F))
             design[:, :, :, s] += out.reshape(n_atoms, n_t, 3, 3, n_f).transpose(0, 2, 3, 1, 4)
         # (2) the bonds move: d b_j / d x_j = sum_k M_jk, d b_j / d x_k = -M_jk, M = f I + f' r r^T / |r|
         centre, neighbour, channel, f, r, df = bonds
@@ -171,8 +178,8 @@ class ChargeTransferSpace:
         order = np.lexsort((neighbour, index[centre]))
         for s, rows, starts in species_segments(index[centre[order]], neighbour[order], n_species, n_atoms):
             bond = order[rows]
-            out = segment_contract(m[bond].reshape(len(bond), 1, -1), g[centre[bond]][:, None],
-                                   starts)  # (N, (n, a, b), F)
+            out = segment_contract(m.reshape(len(m), 1, -1), g[centre[bond]][:, None], starts,
+                                   bond)  # (N, (n, a, b), F)
             out = out.reshape(n_atoms, self.n_transfer, 3, 3, n_f).transpose(0, 2, 3, 1, 4)
             for partner in range(n_species):
                 channels = slice(partner * self.n_transfer, (partner + 1) * self.n_transfer)
@@ -187,8 +194,11 @@ class ChargeTransferSpace:
         return np.einsum("if,itf->it", self.invariants(coefficients), w)
 
     def polarization(self, atoms, weights, coefficients):
-        """Learned P (3,) = ``sum_j sum_t chi_j^t b_j^t`` in |e| Angstrom."""
-        return np.einsum("it,ita->a", self.electronegativities(atoms, weights, coefficients), self.bond_sums(atoms))
+        """Learned P (3,) = ``sum_j sum_t chi_j^t b_j^t`` in |e| Angstrom, summed bond by bond:
+        ``sum_(j,k) sum_n f_n(r_jk) chi_j^(s(k),n) r_jk``."""
+        chi = self.electronegativities(atoms, weights, coefficients)
+        centre, _, channel, f, r, _ = self.bonds(atoms)
+        return np.einsum("pn,pn->p", f, chi[centre[:, None], channel]) @ r
 
     def charges(self, atoms, weights, coefficients):
         """Learned charges (N,) in |e|: ``sum_k sum_n f_n(r_jk) (chi_j^(s(k),n) - chi_k^(s(j),n))``; zero sum."""

@@ -56,13 +56,14 @@ class PolarizationModel:
 
     def __init__(self, descriptor: DescriptorSettings | None = None, baseline: str | dict = "auto",
                  basis: str = "linear", n_sparse: int | None = None, regularization: str | float = "auto",
-                 n_folds: int = 5, kind: str = "dipole"):
+                 n_folds: int = 5, kind: str = "combined"):
         if kind not in KINDS + ("auto",):
             raise InputError(f"kind must be one of {', '.join(KINDS)} or 'auto', not {kind!r}")
         if basis not in ("linear", "sparse"):
             raise InputError(f"basis must be 'linear' or 'sparse', not {basis!r}")
         if basis == "sparse" and kind != "dipole":
-            raise InputError(f"basis='sparse' is available for the dipole kind only, not {kind!r}")
+            raise InputError(f"basis='sparse' is available for the dipole kind only, not {kind!r}: give kind "
+                             f"'dipole' with it (--kind dipole)")
         if not (isinstance(baseline, dict) or baseline in ("auto", "formal", "mean", "zero")):
             raise InputError(f"baseline must be 'auto', 'formal', 'mean', 'zero' or a dict, not {baseline!r}")
         if isinstance(regularization, str) and regularization not in ("auto", "evidence", "cv"):
@@ -122,45 +123,12 @@ class PolarizationModel:
                            sorted({int(z) for atoms in frames for z in atoms.numbers}))
         candidates = self._baseline_candidates(frames, born_charges)
         basis = self._sparse_basis(space, frames, progress) if self.basis == "sparse" else None
-        groups = structure_groups(frames)  # copies of a structure share a fold: nothing leaks across folds
-        n_folds = min(self.n_folds, max(groups) + 1)
+        n_folds = min(self.n_folds, max(structure_groups(frames)) + 1)
         check_memory(fit_memory(space.n_columns, n_folds, space.n_species + 1, len(candidates),
                                 max(len(atoms) for atoms in frames)),
                      f"a fit of {space.n_columns} columns ({len(space.species)} species)",
                      "fit fewer species at once or use a smaller descriptor (--n-radial, --l-max, --body-order)")
-        normal = NormalEquations(space.n_columns, n_folds=n_folds, n_groups=space.n_species + 1,
-                                 n_targets=len(candidates))
-        # each frame's rows are folded into the normal equations in a background thread while the main
-        # thread builds the next frame's design (and featomic expands the next batch in another)
-        with (_progress(len(frames), progress, "fit") as bar, ThreadPoolExecutor(max_workers=1) as adder,
-              _one_blas_thread()):
-            added = None
-            expansions = space.iter_expansions(frames, [z is not None for z in born_charges])
-            for k, ((atoms, expansion), z, p) in enumerate(zip(expansions, born_charges, polarizations)):
-                index = space.species_index(atoms)
-                q = np.array([baseline_charges.baseline_charges_per_atom(c, atoms.numbers) for _, c in candidates])
-                coefficients = expansion[0] if z is not None else expansion
-                blocks = []  # (design, target, group, weight) of this frame
-                if z is not None:
-                    design = space.born_charge_design(atoms, expansion)
-                    target = (z[None] - q[:, :, None, None] * np.eye(3)).transpose(1, 2, 3, 0)  # (N, 3, 3, T)
-                    for s in range(space.n_species):
-                        rows = index == s
-                        if rows.any():
-                            blocks.append((design[rows].reshape(-1, space.n_columns),
-                                           target[rows].reshape(-1, len(q)), s, weights["born_charges"]))
-                if p is not None:
-                    target = p[:, None] - atoms.positions.T @ q.T  # (3, T)
-                    blocks.append((space.polarization_design(atoms, coefficients), target, space.n_species,
-                                   weights["polarization"]))
-                if added is not None:
-                    added.result()
-                added = adder.submit(_add_blocks, normal, blocks, groups[k] % n_folds)
-                bar.update(1)
-            if added is not None:
-                added.result()
         alpha = "evidence" if self.regularization == "auto" else self.regularization
-
         groups = None if basis is not None else space.column_groups()  # the prior's blocks (solver.column_scales)
 
         def zero_columns(kind):
@@ -174,6 +142,8 @@ class PolarizationModel:
                      if len(candidates) * len(kinds) > 1 else None, t, trial)
                     for t, ((name, _), trial) in enumerate(zip(candidates, trials))]
 
+        normal = self._normal_equations(space, frames, born_charges, polarizations, candidates, weights, n_folds,
+                                        progress)
         normal.total()  # the fold sums are computed once, before the kinds are solved
         if len(kinds) == 1:  # one solve: BLAS threads as configured
             selection = solve_kind(kinds[0])
@@ -211,6 +181,46 @@ class PolarizationModel:
         if validation is not None:
             self.metrics["validation"] = self.evaluate(*validation, progress=progress)
         return self
+
+    def _normal_equations(self, space, frames, born_charges, polarizations, candidates, weights, n_folds, progress):
+        """The normal equations of every frame's rows (:class:`NormalEquations`): each frame's rows
+        are folded in by a background thread while the main thread builds the next frame's design (and featomic
+        expands the next batch in another)."""
+        folds = np.array(structure_groups(frames)) % n_folds  # copies of a structure share a fold: none leaks
+        # the Z rows of the most common species: the group whose A^T A is derived from the others'
+        z_rows = np.bincount(np.concatenate([space.species_index(atoms) for atoms, z in zip(frames, born_charges)
+                                             if z is not None] or [np.zeros(0, dtype=int)]),
+                             minlength=space.n_species)
+        normal = NormalEquations(space.n_columns, n_folds=n_folds, n_groups=space.n_species + 1,
+                                 n_targets=len(candidates), derived_group=int(np.argmax(z_rows)))
+        with (_progress(len(frames), progress, "fit") as bar, ThreadPoolExecutor(max_workers=1) as adder,
+              _one_blas_thread()):
+            added = None
+            expansions = space.iter_expansions(frames, [z is not None for z in born_charges])
+            for k, ((atoms, expansion), z, p) in enumerate(zip(expansions, born_charges, polarizations)):
+                index = space.species_index(atoms)
+                q = np.array([baseline_charges.baseline_charges_per_atom(c, atoms.numbers) for _, c in candidates])
+                coefficients = expansion[0] if z is not None else expansion
+                blocks = []  # (design, target, group, weight) of this frame
+                if z is not None:
+                    design = space.born_charge_design(atoms, expansion)
+                    target = (z[None] - q[:, :, None, None] * np.eye(3)).transpose(1, 2, 3, 0)  # (N, 3, 3, T)
+                    for s in range(space.n_species):
+                        rows = index == s
+                        if rows.any():
+                            blocks.append((design[rows].reshape(-1, space.n_columns),
+                                           target[rows].reshape(-1, len(q)), s, weights["born_charges"]))
+                if p is not None:
+                    target = p[:, None] - atoms.positions.T @ q.T  # (3, T)
+                    blocks.append((space.polarization_design(atoms, coefficients), target, space.n_species,
+                                   weights["polarization"]))
+                if added is not None:
+                    added.result()
+                added = adder.submit(_add_blocks, normal, blocks, folds[k])
+                bar.update(1)
+            if added is not None:
+                added.result()
+        return normal
 
     def _group_metrics(self, rmse, rows):
         from ase.data import chemical_symbols
@@ -543,10 +553,10 @@ def structure_groups(frames):
 
 
 def fit_memory(n_columns, n_folds, n_groups, n_targets, largest_frame):
-    """Bytes a fit allocates, estimated: the normal equations (``n_folds + n_groups`` column-square matrices,
+    """Bytes a fit allocates, estimated: the normal equations (``n_folds + n_groups - 1`` column-square matrices,
     their total, the solver's eigenvectors and copies: about 6 more) plus three design blocks of the largest
     frame (9 rows per atom) in flight."""
-    squares = (n_folds + n_groups + 7) * n_columns**2
+    squares = (n_folds + n_groups + 6) * n_columns**2
     return 8 * (squares + n_folds * n_groups * n_columns * n_targets + 3 * 9 * largest_frame * n_columns)
 
 

@@ -29,7 +29,7 @@ class ModelSettings(Settings):
     """The polarization model: descriptor, kind of learned part, baseline, basis, regularisation."""
 
     descriptor: DescriptorSettings = setting(DescriptorSettings(), "The descriptor (aiida_irspec.model.descriptors).")
-    kind: str = setting("dipole", "Learned part: atomic dipoles, conserved charges flowing between neighbours, "
+    kind: str = setting("combined", "Learned part: atomic dipoles, conserved charges flowing between neighbours, "
                                   "both, both with the dipoles' features times a polynomial of the centre's "
                                   "densities, or the kind with the lowest cross-validated error.",
                         choices=KINDS + ("auto",))

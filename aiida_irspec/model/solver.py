@@ -29,18 +29,19 @@ class NormalEquations:
     """Streamed sums ``A^T A``, ``A^T y``, ``y^T y`` and row counts, per fold and per group of rows.
 
     ``A^T A`` is kept once per cross-validation fold (weighted sum over the row groups) and once per row group
-    (unweighted, over all folds, for the error metrics); the small ``A^T y``, ``y^T y`` and row counts per
-    (fold, group). Each frame's ``A^T A`` goes through one scratch matrix (numpy's ``A.T @ A`` is a BLAS syrk
-    that releases the GIL, so one thread can add frames while another builds the next design; one add at a
-    time). A group is a kind of row with one weight (e.g. the Z rows of one species, or the P rows).
-    ``n_targets`` right-hand sides share the design (e.g. one per candidate baseline). Memory:
-    ``n_folds + n_groups`` matrices of ``n_columns^2``.
+    (unweighted, over all folds, for the error metrics), but for the group ``derived_group``, whose ``A^T A`` is
+    the total less the others (give it the group with the most rows); the small ``A^T y``, ``y^T y`` and row
+    counts per (fold, group). Each block of rows is added by BLAS syrk straight into the lower triangles (it
+    releases the GIL, so one thread can add frames while another builds the next design; one add at a time);
+    the upper triangles are filled when the sums are first read. A group is a kind of row with one weight
+    (e.g. the Z rows of one species, or the P rows). ``n_targets`` right-hand sides share the design (e.g. one
+    per candidate baseline). Memory: ``n_folds + n_groups - 1`` matrices of ``n_columns^2``.
     """
 
-    def __init__(self, n_columns, n_folds=1, n_groups=1, n_targets=1):
+    def __init__(self, n_columns, n_folds=1, n_groups=1, n_targets=1, derived_group=0):
         self._fold_ata = np.zeros((n_folds, n_columns, n_columns))
-        self._group_ata = np.zeros((n_groups, n_columns, n_columns))
-        self._scratch = None
+        self._derived = derived_group
+        self._group_ata = np.zeros((n_groups - 1, n_columns, n_columns))  # every group but the derived one
         self._aty = np.zeros((n_folds, n_groups, n_columns, n_targets))
         self._yty = np.zeros((n_folds, n_groups, n_targets))
         self._rows = np.zeros((n_folds, n_groups))
@@ -56,6 +57,8 @@ class NormalEquations:
 
         ``weight`` multiplies the rows' squared residuals; it must be the same for every add to a group.
         """
+        from scipy.linalg.blas import dsyrk
+
         design = np.ascontiguousarray(design, dtype=float)
         target = np.asarray(target, dtype=float).reshape(len(design), -1)
         n_columns = self._fold_ata.shape[1]
@@ -66,13 +69,12 @@ class NormalEquations:
             self._weights[group] = weight
         elif self._weights[group] != weight:
             raise InputError(f"rows of group {group} were added with weight {self._weights[group]}, not {weight}")
-        if self._scratch is None:
-            self._scratch = np.empty((n_columns, n_columns))
-        np.matmul(design.T, design, out=self._scratch)
-        self._group_ata[group] += self._scratch
-        if weight != 1.0:
-            self._scratch *= weight
-        self._fold_ata[fold] += self._scratch
+        def fold_into(alpha, ata):  # syrk on the transposed (Fortran-ordered) view: its lower triangle is our upper
+            dsyrk(alpha, design.T, beta=1.0, c=ata.T, trans=0, lower=1, overwrite_c=1)
+
+        fold_into(weight, self._fold_ata[fold])
+        if group != self._derived:
+            fold_into(1.0, self._group_ata[group - (group > self._derived)])
         self._aty[fold, group] += design.T @ target
         self._yty[fold, group] += np.sum(target**2, axis=0)
         self._rows[fold, group] += len(target)
@@ -94,6 +96,8 @@ class NormalEquations:
     def _folds(self):
         """Weighted ``A^T A`` per fold (K, C, C); their sum is computed once after the last add."""
         if self._all_ata is None:
+            for ata in (*self._fold_ata, *self._group_ata):  # the adds filled the upper triangles only
+                _fill_lower_triangle(ata)
             self._all_ata = self._fold_ata.sum(axis=0)
             self._all_ata.flags.writeable = False  # handed out by total(): callers must not modify it
         return self._fold_ata
@@ -123,7 +127,13 @@ class NormalEquations:
 
     def group_rmse(self, weights, target=0):
         """Root-mean-square (unweighted) residual of every group (G,) for weights (C,) (NaN when empty)."""
-        quadratic = np.matmul(self._group_ata, weights) @ weights  # w^T A^T A w per group
+        self._folds()
+        quadratic = np.zeros(len(self._weights))  # w^T A^T A w per group; the derived one's from the total
+        others = np.delete(np.arange(len(quadratic)), self._derived)
+        quadratic[others] = np.matmul(self._group_ata, weights) @ weights
+        scale = self._group_weights()
+        quadratic[self._derived] = (weights @ self._all_ata @ weights - scale[others] @ quadratic[others]) / (
+            scale[self._derived] or 1.0)
         sse = (self._yty[:, :, target].sum(axis=0) - 2 * np.einsum("fgc,c->g", self._aty[:, :, :, target], weights)
                + quadratic)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -183,6 +193,16 @@ def column_scales(ata: np.ndarray, rows: float, zero_columns: np.ndarray | None 
     labels, inverse = np.unique(np.asarray(groups)[active], return_inverse=True)
     mean_square = np.bincount(inverse, weights=scale[active] ** 2) / np.bincount(inverse)
     return scale, active, mean_square[inverse] / scale[active] ** 2
+
+
+def _fill_lower_triangle(matrix, block=512):
+    """Copy the upper triangle of a square matrix into its lower one, in place (block by block: no copy of it)."""
+    n = len(matrix)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        matrix[start:stop, :start] = matrix[:start, start:stop].T
+        square = matrix[start:stop, start:stop]
+        square[:] = np.triu(square) + np.triu(square, 1).T
 
 
 def solve_targets(normal: NormalEquations, alpha: str | float, zero_columns: np.ndarray | None, targets: list[int],
