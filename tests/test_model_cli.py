@@ -111,3 +111,9 @@ def test_fit_kind_choices_and_default_are_the_models():
 
     option = next(param for param in fit.params if param.name == "kind")
     assert tuple(option.type.choices) == KINDS + ("auto",) and option.default == ModelSettings().kind
+    # the defaults the descriptor options' help names are the descriptor's
+    descriptor = ModelSettings().descriptor
+    for name in ("cutoff", "n_radial", "l_max", "transfer_radial", "invariant_radial", "polynomial_radial",
+                 "polynomial_degree"):
+        option = next(param for param in fit.params if param.name == name)
+        assert f"(default {getattr(descriptor, name)})" in option.help, (name, option.help)

@@ -9,7 +9,7 @@ memory than the limit (see :mod:`aiida_irspec.resources`); 130 / 143 stopped by 
 Documented limits of ``fit`` (checked when the options are parsed): ``--n-radial`` 1-20 (featomic's
 radial basis is singular from 24 on), ``--l-max`` 1-16, ``--cutoff`` and ``--transfer-cutoff`` above 0 and
 at most 20 Angstrom, ``--gaussian-width`` above 0 and at most 5 Angstrom, ``--n-sparse`` at least 1,
-``--transfer-radial`` and ``--polynomial-radial`` 1-20, ``--polynomial-degree`` 1-4.
+``--transfer-radial``, ``--invariant-radial`` and ``--polynomial-radial`` 1-20, ``--polynomial-degree`` 1-4.
 """
 
 import click
@@ -123,7 +123,7 @@ def _metrics_rows(name, metrics):
               help="Validation file; repeat the option, or give a quoted glob such as 'val/OUTCAR*'.")
 @click.option("--charges", default=None, help="Baseline charges, e.g. 'Zr=4,O=-2' (default: formal charges for "
               "periodic cells, chosen by cross-validation for molecules).")
-@click.option("--kind", type=click.Choice(["dipole", "monopole", "combined", "polynomial", "auto"]), default="dipole",
+@click.option("--kind", type=click.Choice(["dipole", "monopole", "combined", "polynomial", "auto"]), default="combined",
               show_default=True, help="Learned part: atomic dipoles, conserved charges flowing between neighbours, "
               "both, both with the dipoles' features times a polynomial of the centre's densities, or the one "
               "with the lowest cross-validated error (auto, which says which).")
@@ -134,9 +134,10 @@ def _metrics_rows(name, metrics):
 @click.option("--regularization", default="auto", show_default=True,
               help="'auto'/'evidence' (Bayesian evidence), 'cv' (cross-validation) or a number.")
 @click.option("--cutoff", type=Number(0, MAX_CUTOFF, min_open=True), default=None,
-              help=f"Descriptor cutoff in Angstrom (at most {MAX_CUTOFF:g}).")
-@click.option("--n-radial", type=click.IntRange(1, MAX_RADIAL), default=None, help="Radial basis functions.")
-@click.option("--l-max", type=click.IntRange(1, MAX_L), default=None, help="Largest angular momentum.")
+              help=f"Descriptor cutoff in Angstrom, at most {MAX_CUTOFF:g} (default 6.0).")
+@click.option("--n-radial", type=click.IntRange(1, MAX_RADIAL), default=None,
+              help="Radial basis functions (default 4).")
+@click.option("--l-max", type=click.IntRange(1, MAX_L), default=None, help="Largest angular momentum (default 5).")
 @click.option("--body-order", type=click.Choice(["2", "3", "4"]), default=None,
               help="2-body, 2+3-body, or also 3-body times the centre's 2-body densities (default 4).")
 @click.option("--gaussian-width", type=Number(0, 5, min_open=True), default=None,
@@ -144,7 +145,9 @@ def _metrics_rows(name, metrics):
 @click.option("--transfer-cutoff", type=Number(0, MAX_CUTOFF, min_open=True), default=None,
               help="Charge-transfer range of the monopole part (A).")
 @click.option("--transfer-radial", type=click.IntRange(1, MAX_RADIAL), default=None,
-              help="Radial channels of the charge transfer per neighbour species (default 2).")
+              help="Radial channels of the charge transfer per neighbour species (default 3).")
+@click.option("--invariant-radial", type=click.IntRange(1, MAX_RADIAL), default=None,
+              help="Radial functions of the invariants behind the monopole part's charges (default 2).")
 @click.option("--polynomial-radial", type=click.IntRange(1, MAX_RADIAL), default=None,
               help="Kind polynomial: radial channels of the centre's densities in the polynomial (default 2).")
 @click.option("--polynomial-degree", type=click.IntRange(1, 4), default=None,
@@ -154,8 +157,8 @@ def _metrics_rows(name, metrics):
 @progress_option
 @user_errors
 def fit(training, output, validation, charges, kind, baseline, basis, n_sparse, regularization, cutoff, n_radial,
-        l_max, body_order, gaussian_width, transfer_cutoff, transfer_radial, polynomial_radial, polynomial_degree,
-        polarization_weight, progress):
+        l_max, body_order, gaussian_width, transfer_cutoff, transfer_radial, invariant_radial, polynomial_radial,
+        polynomial_degree, polarization_weight, progress):
     """Fit a polarization model to Born charges (VASP OUTCAR/vasprun.xml, or extxyz with born_charges)."""
     import dataclasses
     import math
@@ -174,6 +177,7 @@ def fit(training, output, validation, charges, kind, baseline, basis, n_sparse, 
                                                        body_order=body_order and int(body_order),
                                                        gaussian_width=gaussian_width,
                                                        transfer_cutoff=transfer_cutoff, transfer_radial=transfer_radial,
+                                                       invariant_radial=invariant_radial,
                                                        polynomial_radial=polynomial_radial,
                                                        polynomial_degree=polynomial_degree).items()
                  if value is not None}
