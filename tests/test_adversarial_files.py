@@ -729,7 +729,7 @@ def test_yaml_reader_refuses_files_that_are_not_yaml_files(tmp_path, kind):
 # ==== class 5: resources =======================================================================================
 
 @pytest.mark.parametrize(("arguments", "env", "says"), [
-    (["fit", "train.extxyz", *SMALL, "-o", "m.npz"], {"IRSPEC_MEMORY_LIMIT": "1M"}, "a fit of 216 columns"),
+    (["fit", "train.extxyz", *SMALL, "-o", "m.npz"], {"IRSPEC_MEMORY_LIMIT": "1M"}, "a fit of {small_columns} columns"),
     (["fit", "five.extxyz", "--baseline", "zero", "-o", "m.npz"], {"IRSPEC_MEMORY_LIMIT": "16G"},
      "a fit of {default_columns} columns (5 species)"),
     (["fit", "five.extxyz", "--baseline", "zero", "--kind", "auto", "-o", "m.npz"], {"IRSPEC_MEMORY_LIMIT": "16G"},
@@ -753,9 +753,11 @@ def test_memory_estimated_and_refused_before_allocating(workspace, arguments, en
     from aiida_irspec.model.kinds import ModelSpace
     from aiida_irspec.model.settings import ModelSettings
 
-    default_columns = ModelSpace(ModelSettings().kind, DescriptorSettings(), [1, 6, 7, 8, 16]).n_columns
+    kind = ModelSettings().kind
+    default_columns = ModelSpace(kind, DescriptorSettings(), [1, 6, 7, 8, 16]).n_columns
+    small_columns = ModelSpace(kind, DescriptorSettings(cutoff=3.6, n_radial=2, l_max=2), [8, 40]).n_columns
     started = time.perf_counter()
-    output = refused(arguments, 15, says.format(default_columns=default_columns), env=env)
+    output = refused(arguments, 15, says.format(default_columns=default_columns, small_columns=small_columns), env=env)
     assert "would need about" in output and "more than the limit" in output
     assert time.perf_counter() - started < 20
 
