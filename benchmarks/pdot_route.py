@@ -1,7 +1,8 @@
 """Cost per frame of ``aiida-irspec pdot`` along a long liquid-water trajectory, next to one spherical expansion.
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 RAYON_NUM_THREADS=1 python benchmarks/pdot_route.py \
-        [--frames 100000] [--memory-frames 10000] [--velocity-frames 2000] [--output benchmarks/results/pdot_route.md]
+        [--frames 100000] [--memory-frames 10000] [--velocity-frames 2000] [--models both|default|auto]
+        [--output benchmarks/results/pdot_route.md]
 
 - Structure: 64 H2O (192 atoms, 1 g/cm^3, the campaign's water_64.vasp). Trajectory: every atom oscillates
   about its site with random frequencies (50-3700 cm^-1) and amplitudes (0.03-0.1 A), stored at every 0.5 fs
@@ -97,8 +98,8 @@ def write_trajectory(path, atoms, n_frames, timestep=0.5, chunk=2000, seed=0):
                     handle.write(np.ascontiguousarray(block, dtype="<f8").tobytes())
 
 
-def water_models(folder):
-    """{label: path} of the default kind and of kind auto fitted to 100 water-dimer Born-charge structures."""
+def water_models(folder, kinds=("default", "auto")):
+    """{label: path} of the default kind and/or of kind auto fitted to 100 water-dimer Born-charge structures."""
     from ase import Atoms
 
     if not CACHE.exists():
@@ -108,7 +109,7 @@ def water_models(folder):
     born_index, born = data["born_index"], data["born_charges"]
     train = np.nonzero(np.arange(len(born_index)) % 3 != 2)[0]
     models = {}
-    for kind in ("default", "auto"):
+    for kind in kinds:
         model = PolarizationModel(**({} if kind == "default" else {"kind": "auto"}))
         model.fit([frames[born_index[k]] for k in train], [born[k] for k in train])
         label = f"{kind} ({model.fitted_kind})" if kind == "default" else f"auto -> {model.fitted_kind}"
@@ -185,6 +186,8 @@ def main():
     parser.add_argument("--workdir", type=pathlib.Path, default=None, help="for the trajectory files (large)")
     parser.add_argument("--system", choices=("water64", "dimer"), default="water64",
                         help="liquid water (192 atoms) or the water dimer (6 atoms: memory against length, fast)")
+    parser.add_argument("--models", choices=("both", "default", "auto"), default="both",
+                        help="the default kind, the kind --kind auto picks, or both")
     parser.add_argument("--output", type=pathlib.Path, default=None, help="markdown report")
     arguments = parser.parse_args()
     started = time.perf_counter()
@@ -200,7 +203,7 @@ def main():
         print(f"  trajectories written ({', '.join(map(str, files))} frames of {len(atoms)} atoms)", flush=True)
         before, wall = expansion_cost(atoms, arguments.expansion_frames, files[arguments.frames])
         print(f"  one expansion: {1e3 * before:.1f} ms CPU per frame", flush=True)
-        models = water_models(folder)
+        models = water_models(folder, ("default", "auto") if arguments.models == "both" else (arguments.models,))
         results = []
         for label, model in models.items():
             runs = [("auto", arguments.frames, ()), ("auto", arguments.memory_frames, ()),
