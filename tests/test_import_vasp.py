@@ -200,3 +200,34 @@ def test_verdi_data_irspec(aiida_profile_clean, vasp_tree, tmp_path):
     given = runner.invoke(data_irspec, ["export", str(orphan.pk), "-o", str(path), "-s", str(structure.pk)])
     assert given.exit_code == 0, given.output
     np.testing.assert_allclose(ase.io.read(path).arrays["born_charges"].reshape(-1, 3, 3), zro2.born_charges)
+
+
+def test_import_runs_its_calcfunction_without_aiida_interrupt_handler(aiida_profile):
+    """aiida-core's call of a calcfunction installs a SIGINT handler that kills the process from inside the signal,
+    with database queries on the connection the signal interrupted (a Ctrl-C hung import-vasp about once in ten on
+    PostgreSQL); the import runs its calcfunction with the command's own handler in place, same outputs."""
+    import signal
+
+    from aiida import orm
+    from aiida.engine import calcfunction
+
+    from aiida_irspec.calculations.import_vasp import run_without_interrupt_handler
+
+    seen = []
+
+    @calcfunction
+    def probe(x):
+        seen.append(signal.getsignal(signal.SIGINT))
+        return orm.Int(x.value + 1)
+
+    def commands_handler(number, frame):
+        pass
+
+    previous = signal.signal(signal.SIGINT, commands_handler)
+    try:
+        ours = run_without_interrupt_handler(probe, orm.Int(1))
+        theirs = probe(orm.Int(1))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert ours.value == theirs.value == 2
+    assert seen[0] is commands_handler and seen[1] is not commands_handler
