@@ -1,5 +1,6 @@
 """Errors that the package raises for bad input; the CLI turns them into one clean message."""
 
+import functools
 import tokenize
 import zipfile
 import zlib
@@ -10,12 +11,57 @@ DAMAGED_NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, NotImplementedErr
                       MemoryError, tokenize.TokenError, zipfile.BadZipFile, zlib.error)  # numpy parses headers
 
 
+#: What CPython before 3.11.8 / 3.12.1 raises, now and then, when two threads build Python AST objects at once
+#: (gh-106905): numpy parses every ``.npy`` header with ``ast.literal_eval``. The file is fine; reading it again is.
+AST_RACE = "AST constructor recursion depth mismatch"
+
+
+def _again_after_ast_race(read, rewind=None):
+    """``read()``, once more (after ``rewind()``) when it met CPython's AST race (:data:`AST_RACE`)."""
+    try:
+        return read()
+    except SystemError as error:
+        if AST_RACE not in str(error):
+            raise
+        if rewind is not None:
+            rewind()
+        return read()
+
+
+def numpy_load(source):
+    """``numpy.load(source, allow_pickle=False)`` (a path or a binary handle) that survives CPython's AST race
+    (:data:`AST_RACE`), also in the members of an ``.npz`` archive, which numpy reads when they are asked for."""
+    import numpy as np
+
+    rewind = None
+    if hasattr(source, "seek"):
+        start = source.tell()
+        rewind = functools.partial(source.seek, start)
+    data = _again_after_ast_race(functools.partial(np.load, source, allow_pickle=False), rewind)
+    if isinstance(data, np.lib.npyio.NpzFile):
+        data.__class__ = _npz_file_class()
+    return data
+
+
+@functools.cache
+def _npz_file_class():
+    import numpy as np
+
+    class NpzFile(np.lib.npyio.NpzFile):
+        """numpy's NpzFile whose members are read again after CPython's AST race (:data:`AST_RACE`)."""
+
+        def __getitem__(self, key):
+            return _again_after_ast_race(functools.partial(super().__getitem__, key))
+
+    return NpzFile
+
+
 def open_npz(source):
-    """``numpy.load`` of an ``.npz`` archive (path or binary handle), pickles refused; ValueError (one of
+    """:func:`numpy_load` of an ``.npz`` archive (path or binary handle), pickles refused; ValueError (one of
     DAMAGED_NPZ_ERRORS) when the bytes are a single ``.npy`` array instead, e.g. an archive cut at its front."""
     import numpy as np
 
-    data = np.load(source, allow_pickle=False)
+    data = numpy_load(source)
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise ValueError("a single .npy array, not an .npz archive")
     return data

@@ -27,7 +27,7 @@ import numpy as np
 
 from aiida_irspec.engines.md import DEFAULT_DRIFT_THRESHOLD, DEFAULT_FLUCTUATION_THRESHOLD
 from aiida_irspec.exceptions import (DAMAGED_NPZ_ERRORS, EngineError, InputError, MalformedFileError, OutputError,
-                                     PeriodicCellError, ResourceError, Terminated, require_finite)
+                                     PeriodicCellError, ResourceError, Terminated, numpy_load, require_finite)
 from aiida_irspec.files import check_input_file, check_outputs, savez, write_json
 from aiida_irspec.resources import check_memory
 from aiida_irspec.settings import unknown_settings
@@ -188,7 +188,7 @@ def run_md_job(structure, settings=None, velocities=None, output=TRAJECTORY_FILE
         if velocities is not None:
             check_input_file(velocities, "velocities file")
             try:
-                initial = np.load(velocities, allow_pickle=False)
+                initial = numpy_load(velocities)
             except DAMAGED_NPZ_ERRORS as error:  # numpy reads .npy headers like .npz members
                 raise MalformedFileError(velocities, None, "a .npy array (N, 3) in Angstrom/fs", str(error)) from error
         calculator = tblite.make_calculator(**{key: options[key] for key in CALCULATOR_SETTINGS})

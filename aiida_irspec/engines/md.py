@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from aiida_irspec import units
-from aiida_irspec.exceptions import EngineError, InputError
+from aiida_irspec.exceptions import EngineError, InputError, numpy_load
 from aiida_irspec.files import savez
 
 ENSEMBLES = ("nvt", "nve")
@@ -82,7 +82,7 @@ class MDResult:
     @classmethod
     def load_npz(cls, path):
         """Read a file written by :meth:`save_npz`."""
-        with np.load(path, allow_pickle=False) as data:
+        with numpy_load(path) as data:
             fields = {name: data[name] for name in cls.ARRAYS}
             dipoles = data["dipoles"] if "dipoles" in data.files else None
             info = json.loads(str(data["info"]))

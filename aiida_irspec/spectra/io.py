@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, InputError, MalformedFileError
+from aiida_irspec.exceptions import DAMAGED_NPZ_ERRORS, InputError, MalformedFileError, numpy_load
 from aiida_irspec.spectra.green_kubo import MIN_SAMPLES
 
 RUN_ARRAYS = ("pdot", "polarization")
@@ -24,7 +24,7 @@ def read_run(path: str | os.PathLike, interval: float | None = None, molecules: 
     divisible); ``volume`` (A^3, periodic runs) must agree with ``volume`` to 1%.
     """
     try:
-        archive = np.load(path, allow_pickle=False)
+        archive = numpy_load(path)
     except DAMAGED_NPZ_ERRORS as error:
         if isinstance(error, FileNotFoundError):
             raise
