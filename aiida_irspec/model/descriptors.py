@@ -573,11 +573,9 @@ def _block_arrays(tensor, species, gradients):
 
 def _labels_array(labels):
     """(names, values (n, n_names) int array) of a metatensor Labels, whose native memory is then freed."""
-    from metatensor._c_lib import _get_library
-
-    names, values = list(labels.names), np.array(labels.values)
+    names, values, library = list(labels.names), np.array(labels.values), labels._lib  # noqa: SLF001
     labels._cached_values = None  # noqa: SLF001 - the view into the memory freed below
-    _get_library().mts_labels_free(labels.release())
+    library.mts_labels_free(labels.release())
     return names, values
 
 
