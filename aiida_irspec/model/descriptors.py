@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -346,8 +345,6 @@ class FeatureSpace:
         centres, moved = gradients.pairs.T
         segments = species_segments(index[centres], moved, n_species, n_atoms)
         atom = np.arange(n_atoms)
-        # one buffer for the contractions of every l (the widest is l = 1 or 2): fewer fresh pages to fault in
-        buffer = np.empty(n_species * n_atoms * n_u * 3 * (1 + 2 * n_k) * 3 * n_k)
         for l, (neighbour, own) in enumerate(zip(gradients.neighbour, gradients.own)):
             partners = self._gradient_partners(c, l)
             if not partners:
@@ -357,9 +354,7 @@ class FeatureSpace:
             other = np.concatenate([partner.reshape(n_atoms, 2 * l + 1, -1) for *_, partner in partners], axis=2)
             other = (multipliers[:, None, :, None] * other[:, :, None, :]).reshape(n_atoms, 2 * l + 1, -1)
             # [s, j, (U, X), b, k] = sum_{i in s} sum_m other[i, m, (U, X)] d c[l][i, m, k] / d x_{j, b}
-            shape = (n_species, n_atoms, other.shape[2], 3, n_species, n_radial)
-            contracted = buffer[:math.prod(shape)].reshape(shape)
-            contracted.fill(0.0)
+            contracted = np.zeros((n_species, n_atoms, other.shape[2], 3, n_species, n_radial))
             for s, rows, starts in segments:  # the neighbours j != i, in the channels of j's species
                 out = segment_contract(other, neighbour[rows].reshape(len(centres[rows]), 2 * l + 1, -1), starts,
                                        centres[rows])  # (N, (U, X), (b, n))

@@ -123,11 +123,13 @@ class PolarizationModel:
                            sorted({int(z) for atoms in frames for z in atoms.numbers}))
         candidates = self._baseline_candidates(frames, born_charges)
         basis = self._sparse_basis(space, frames, progress) if self.basis == "sparse" else None
-        n_folds = min(self.n_folds, max(structure_groups(frames)) + 1)
+        groups = np.array(structure_groups(frames))  # copies of a structure share a fold: nothing leaks across folds
+        n_folds = min(self.n_folds, groups.max() + 1)
         check_memory(fit_memory(space.n_columns, n_folds, space.n_species + 1, len(candidates),
                                 max(len(atoms) for atoms in frames)),
                      f"a fit of {space.n_columns} columns ({len(space.species)} species)",
                      "fit fewer species at once or use a smaller descriptor (--n-radial, --l-max, --body-order)")
+        folds = groups % n_folds
         alpha = "evidence" if self.regularization == "auto" else self.regularization
         groups = None if basis is not None else space.column_groups()  # the prior's blocks (solver.column_scales)
 
@@ -142,8 +144,8 @@ class PolarizationModel:
                      if len(candidates) * len(kinds) > 1 else None, t, trial)
                     for t, ((name, _), trial) in enumerate(zip(candidates, trials))]
 
-        normal = self._normal_equations(space, frames, born_charges, polarizations, candidates, weights, n_folds,
-                                        progress)
+        normal = self._normal_equations(space, frames, born_charges, polarizations, candidates, weights, folds,
+                                        n_folds, progress)
         normal.total()  # the fold sums are computed once, before the kinds are solved
         if len(kinds) == 1:  # one solve: BLAS threads as configured
             selection = solve_kind(kinds[0])
@@ -182,11 +184,11 @@ class PolarizationModel:
             self.metrics["validation"] = self.evaluate(*validation, progress=progress)
         return self
 
-    def _normal_equations(self, space, frames, born_charges, polarizations, candidates, weights, n_folds, progress):
-        """The normal equations of every frame's rows (:class:`NormalEquations`): each frame's rows
-        are folded in by a background thread while the main thread builds the next frame's design (and featomic
-        expands the next batch in another)."""
-        folds = np.array(structure_groups(frames)) % n_folds  # copies of a structure share a fold: none leaks
+    def _normal_equations(self, space, frames, born_charges, polarizations, candidates, weights, folds, n_folds,
+                          progress):
+        """The normal equations of every frame's rows (:class:`NormalEquations`; ``folds`` (F,) the fold of each
+        frame): each frame's rows are folded in by a background thread while the main thread builds the next
+        frame's design (and featomic expands the next batch in another)."""
         # the Z rows of the most common species: the group whose A^T A is derived from the others'
         z_rows = np.bincount(np.concatenate([space.species_index(atoms) for atoms, z in zip(frames, born_charges)
                                              if z is not None] or [np.zeros(0, dtype=int)]),

@@ -31,9 +31,9 @@ class NormalEquations:
     ``A^T A`` is kept once per cross-validation fold (weighted sum over the row groups) and once per row group
     (unweighted, over all folds, for the error metrics), but for the group ``derived_group``, whose ``A^T A`` is
     the total less the others (give it the group with the most rows); the small ``A^T y``, ``y^T y`` and row
-    counts per (fold, group). Each block of rows is added by BLAS syrk straight into the lower triangles (it
+    counts per (fold, group). Each block of rows is added by BLAS syrk straight into the upper triangles (it
     releases the GIL, so one thread can add frames while another builds the next design; one add at a time);
-    the upper triangles are filled when the sums are first read. A group is a kind of row with one weight
+    the lower triangles are filled when the sums are first read. A group is a kind of row with one weight
     (e.g. the Z rows of one species, or the P rows). ``n_targets`` right-hand sides share the design (e.g. one
     per candidate baseline). Memory: ``n_folds + n_groups - 1`` matrices of ``n_columns^2``.
     """
